@@ -1,0 +1,5 @@
+//! `vrouter-agent`: the on-router agent binary.
+
+fn main() {
+    println!("vrouter-agent {}", env!("CARGO_PKG_VERSION"));
+}
