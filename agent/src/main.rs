@@ -1,5 +1,163 @@
-//! `vrouter-agent`: the on-router agent binary.
+//! `vrouter-agent`: the on-router agent.
 
-fn main() {
-    println!("vrouter-agent {}", env!("CARGO_PKG_VERSION"));
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use vrouter_agent::backend::sim::SimBackend;
+use vrouter_agent::config::{BackendKind, ReconnectConfig, SimConfig};
+use vrouter_agent::simulate::{self, SimulateOptions};
+use vrouter_agent::{Agent, AgentConfig};
+
+#[derive(Parser)]
+#[command(name = "vrouter-agent", version, about = "The vrouter on-router agent")]
+struct Cli {
+    /// Log filter (e.g. info, debug, vrouter_agent=debug).
+    #[arg(long, global = true, env = "VROUTER_LOG", default_value = "info")]
+    log: String,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent: enroll on first start, then keep a session with the operator.
+    Run {
+        /// The agent's configuration file (TOML).
+        #[arg(long, short, default_value = "/config/vrouter-agent/agent.toml")]
+        config: PathBuf,
+    },
+    /// Run many simulated routers in this process (demos, scale tests).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Number of simulated routers.
+    #[arg(long, default_value_t = 10)]
+    count: usize,
+    /// The operator's agent endpoint, https://host:port.
+    #[arg(long)]
+    operator: String,
+    /// CA bundle (PEM) to trust for the operator before enrollment.
+    #[arg(long)]
+    ca: PathBuf,
+    /// TLS server name, if it differs from the endpoint's host.
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Enrollment tokens, one "<namespace>/<name> <token>" per line (`vrouter-operator tokens`).
+    #[arg(long)]
+    tokens: Option<PathBuf>,
+    /// Namespace of the simulated routers.
+    #[arg(long, default_value = "sim")]
+    namespace: String,
+    /// Router names are <prefix><index>.
+    #[arg(long, default_value = "router-")]
+    prefix: String,
+    /// Directory for the routers' keys, certificates and simulated configurations.
+    #[arg(long, default_value = "./sim-state")]
+    state_dir: PathBuf,
+    /// Simulated commit latency, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    commit_latency_ms: u64,
+    /// Disable commit-confirm on the simulated routers.
+    #[arg(long)]
+    no_commit_confirm: bool,
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        t.cancel();
+    });
+    token
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Run { config } => {
+            let config = AgentConfig::load(&config)?;
+            let backend: Arc<dyn vrouter_agent::backend::Backend> = match config.backend.kind {
+                BackendKind::Sim => Arc::new(SimBackend::open(&config.state_dir, &config.backend.sim)?),
+                BackendKind::Vyos => {
+                    bail!("the vyos backend is not available in this build yet; use backend.kind = \"sim\"")
+                }
+            };
+            let agent = Agent::new(config, backend)?;
+            agent.run(shutdown_on_signal()).await?;
+        }
+        Cmd::Simulate(a) => {
+            if a.count == 0 {
+                bail!("--count must be at least 1");
+            }
+            raise_fd_limit();
+            let options = SimulateOptions {
+                count: a.count,
+                namespace: a.namespace,
+                prefix: a.prefix,
+                endpoint: a.operator,
+                ca_file: a.ca,
+                server_name: a.server_name,
+                tokens_file: a.tokens,
+                state_dir: a.state_dir,
+                sim: SimConfig { commit_latency_ms: a.commit_latency_ms, ..SimConfig::default() },
+                commit_confirm: !a.no_commit_confirm,
+                reconnect: ReconnectConfig::default(),
+            };
+            simulate::run(options, shutdown_on_signal()).await.map_err(anyhow::Error::msg).context("simulate")?;
+        }
+    }
+    Ok(())
+}
+
+/// Many sessions need many file descriptors: raise the soft limit to the hard limit.
+fn raise_fd_limit() {
+    if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
+        let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vrouter-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vrouter-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

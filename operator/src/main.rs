@@ -1,5 +1,202 @@
 //! `vrouter-operator`: the operator binary.
 
-fn main() {
-    println!("vrouter-operator {}", env!("CARGO_PKG_VERSION"));
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use vrouter_operator::hub::{AgentServer, Hub, HubConfig, ServerConfig};
+use vrouter_operator::metrics::Metrics;
+use vrouter_operator::pki::{DirStore, Pki, PkiConfig};
+use vrouter_proto::RouterId;
+
+#[derive(Parser)]
+#[command(name = "vrouter-operator", version, about = "The vrouter operator")]
+struct Cli {
+    /// Log filter (e.g. info, debug, vrouter_operator=debug).
+    #[arg(long, global = true, env = "VROUTER_LOG", default_value = "info")]
+    log: String,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct PkiArgs {
+    /// Directory for the operator's state (the PKI lives in <state-dir>/pki).
+    #[arg(long, default_value = "./.vrouter")]
+    state_dir: PathBuf,
+    /// DNS names agents use to reach the operator (server certificate SANs).
+    #[arg(long = "server-name", default_values_t = ["localhost".to_owned()])]
+    server_names: Vec<String>,
+    /// IP addresses agents use to reach the operator (server certificate SANs).
+    #[arg(long = "server-ip", default_values_t = [IpAddr::from([127, 0, 0, 1])])]
+    server_ips: Vec<IpAddr>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve agents only (the agent hub), without resources: for agent tests and simulations.
+    Serve {
+        #[command(flatten)]
+        pki: PkiArgs,
+        /// Agent endpoint address.
+        #[arg(long, default_value = "0.0.0.0:7443")]
+        listen: SocketAddr,
+        /// Metrics and health endpoint address.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics_listen: SocketAddr,
+    },
+    /// Issue a one-time enrollment token for a router.
+    Token {
+        #[command(flatten)]
+        pki: PkiArgs,
+        /// The router, <namespace>/<name>.
+        #[arg(long)]
+        identity: String,
+        /// Validity, seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl_secs: u64,
+    },
+    /// Issue tokens for many routers, one "<namespace>/<name> <token>" line each
+    /// (for `vrouter-agent simulate --tokens`).
+    Tokens {
+        #[command(flatten)]
+        pki: PkiArgs,
+        /// Namespace of the routers.
+        #[arg(long, default_value = "sim")]
+        namespace: String,
+        /// Router names are <prefix><index>.
+        #[arg(long, default_value = "router-")]
+        prefix: String,
+        /// Number of routers.
+        #[arg(long)]
+        count: usize,
+        /// Validity, seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl_secs: u64,
+    },
+    /// Print the operator's CA certificate (agents' `ca_file`).
+    Ca {
+        #[command(flatten)]
+        pki: PkiArgs,
+    },
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn open_pki(args: &PkiArgs) -> Result<Arc<Pki>> {
+    let store = DirStore::new(args.state_dir.join("pki"))?;
+    let config = PkiConfig {
+        server_dns_names: args.server_names.clone(),
+        server_ips: args.server_ips.clone(),
+        ..PkiConfig::default()
+    };
+    Ok(Arc::new(Pki::open(Arc::new(store), config).await?))
+}
+
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        t.cancel();
+    });
+    token
+}
+
+/// Many sessions need many file descriptors: raise the soft limit to the hard limit.
+fn raise_fd_limit() {
+    if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
+        let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Serve { pki, listen, metrics_listen } => {
+            raise_fd_limit();
+            let pki = open_pki(&pki).await?;
+            let metrics = Metrics::new();
+            let hub = Hub::new(HubConfig::default(), pki, metrics.clone());
+            let shutdown = shutdown_on_signal();
+            let ready = vrouter_operator::http::Readiness::default();
+            let s = shutdown.clone();
+            let http =
+                vrouter_operator::http::spawn(
+                    metrics_listen,
+                    metrics,
+                    ready.clone(),
+                    async move { s.cancelled().await },
+                )
+                .await?;
+            let s = shutdown.clone();
+            let (addr, server) =
+                AgentServer::spawn(hub, ServerConfig::default(), listen, async move { s.cancelled().await })
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+            ready.set(true);
+            tracing::info!(%addr, metrics = %http, "serving agents");
+            server.await.context("agent endpoint")??;
+        }
+        Cmd::Token { pki, identity, ttl_secs } => {
+            let id: RouterId = identity.parse().map_err(anyhow::Error::msg)?;
+            let pki = open_pki(&pki).await?;
+            println!("{}", pki.issue_token(&id, Some(Duration::from_secs(ttl_secs))).await?);
+        }
+        Cmd::Tokens { pki, namespace, prefix, count, ttl_secs } => {
+            if count == 0 {
+                bail!("--count must be at least 1");
+            }
+            let pki = open_pki(&pki).await?;
+            for i in 0..count {
+                let id = RouterId::new(namespace.clone(), format!("{prefix}{i}")).map_err(anyhow::Error::msg)?;
+                let token = pki.issue_token(&id, Some(Duration::from_secs(ttl_secs))).await?;
+                println!("{id} {token}");
+            }
+        }
+        Cmd::Ca { pki } => {
+            let pki = open_pki(&pki).await?;
+            print!("{}", pki.ca_pem());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vrouter-operator: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vrouter-operator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

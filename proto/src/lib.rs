@@ -9,6 +9,10 @@ pub mod v1 {
     tonic::include_proto!("vrouter.agent.v1");
 }
 
+pub mod caps;
+pub mod identity;
+
+pub use identity::{IdentityError, RouterId};
 pub use prost;
 pub use prost_types;
 

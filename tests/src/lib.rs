@@ -1,1 +1,289 @@
-//! Helpers shared by the end-to-end tests in `tests/tests/`.
+//! Helpers shared by the end-to-end tests in `tests/tests/`: an operator hub on loopback with
+//! real TLS, simulated agents, a TCP proxy that can blackhole a connection, and polling.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use vrouter_agent::backend::sim::{SimBackend, SimControl};
+use vrouter_agent::config::{
+    AgentConfig, ApplyConfig, BackendConfig, BackendKind, OperatorConfig, ReconnectConfig, SimConfig,
+};
+use vrouter_agent::{Agent, Observer};
+use vrouter_operator::hub::{AgentServer, Hub, HubConfig, ServerConfig};
+use vrouter_operator::metrics::Metrics;
+use vrouter_operator::pki::{DirStore, Pki, PkiConfig};
+use vrouter_proto::RouterId;
+use vrouter_proto::v1::{ApplyRequest, CommitConfirm, ConfigPolicy, Revision};
+
+/// Polls `check` every 20 ms until it is true or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Settings that make heartbeats and reconnects fast enough for tests.
+pub fn fast_hub() -> HubConfig {
+    HubConfig {
+        heartbeat_interval: Duration::from_millis(200),
+        heartbeat_misses: 3,
+        handshake_timeout: Duration::from_secs(5),
+        status_interval: Duration::from_secs(30),
+        drift_interval: Duration::from_secs(30),
+        ..HubConfig::default()
+    }
+}
+
+/// An operator hub serving on loopback with its own PKI directory.
+pub struct TestOperator {
+    /// The hub.
+    pub hub: Hub,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The state directory.
+    pub dir: PathBuf,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl TestOperator {
+    /// Starts a hub; `addr` lets a restarted operator take the same port.
+    pub async fn start(dir: &Path, hub: HubConfig, pki: PkiConfig, addr: Option<SocketAddr>) -> TestOperator {
+        let store = DirStore::new(dir.join("pki")).unwrap();
+        let pki = Arc::new(Pki::open(Arc::new(store), pki).await.unwrap());
+        let hub = Hub::new(hub, pki, Metrics::new());
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        let bind = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
+        let (addr, handle) =
+            AgentServer::spawn(hub.clone(), ServerConfig::default(), bind, async move { s.cancelled().await })
+                .await
+                .unwrap();
+        TestOperator { hub, addr, dir: dir.to_owned(), shutdown, handle }
+    }
+
+    /// `https://localhost:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    /// Writes the CA bundle to `dir/ca.pem` and returns the path.
+    pub fn write_ca(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("ca.pem");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(&path, self.hub.pki().ca_pem()).unwrap();
+        path
+    }
+
+    /// Stops serving and closes every session.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
+    }
+}
+
+/// A simulated router running the real agent code in this process.
+pub struct TestAgent {
+    /// The identity.
+    pub id: RouterId,
+    /// What the agent is doing.
+    pub observer: Arc<Observer>,
+    /// The simulated router.
+    pub sim: SimControl,
+    /// The agent's state directory.
+    pub dir: PathBuf,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), vrouter_agent::AgentError>>,
+}
+
+/// How to start a test agent.
+pub struct AgentOptions {
+    /// Endpoint to dial (the operator, or a proxy in front of it).
+    pub endpoint: String,
+    /// Simulated router knobs.
+    pub sim: SimConfig,
+    /// Commit-confirm on.
+    pub commit_confirm: bool,
+    /// Issue a token (false: the state directory already holds credentials).
+    pub enroll: bool,
+}
+
+impl TestAgent {
+    /// Starts an agent for `name` (namespace `test`) with its state in `dir`.
+    pub async fn start(op: &TestOperator, name: &str, dir: &Path, options: AgentOptions) -> TestAgent {
+        let id = RouterId::new("test", name).unwrap();
+        let ca = op.write_ca(dir);
+        let token = if options.enroll { Some(op.hub.pki().issue_token(&id, None).await.unwrap()) } else { None };
+        let config = AgentConfig {
+            identity: id.to_string(),
+            state_dir: dir.to_owned(),
+            operator: OperatorConfig {
+                endpoint: options.endpoint,
+                ca_file: ca,
+                server_name: Some("localhost".to_owned()),
+                token_file: None,
+                token,
+                connect_timeout_secs: 2,
+            },
+            backend: BackendConfig { kind: BackendKind::Sim, sim: options.sim },
+            reconnect: ReconnectConfig { min_delay_ms: 50, max_delay_ms: 500, healthy_after_secs: 2 },
+            apply: ApplyConfig {
+                commit_confirm: options.commit_confirm,
+                proof_deadline_secs: 5,
+                ..ApplyConfig::default()
+            },
+        };
+        let backend = SimBackend::open(dir, &config.backend.sim).unwrap();
+        let sim = backend.control();
+        let agent = Agent::new(config, Arc::new(backend)).unwrap();
+        let observer = agent.observer();
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        let handle = tokio::spawn(async move { agent.run(s).await });
+        TestAgent { id, observer, sim, dir: dir.to_owned(), shutdown, handle }
+    }
+
+    /// Stops the agent.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
+    }
+
+    /// Whether a session is open.
+    pub fn connected(&self) -> bool {
+        self.observer.connected.load(Ordering::SeqCst)
+    }
+}
+
+/// Default agent options against an operator.
+pub fn agent_options(op: &TestOperator) -> AgentOptions {
+    AgentOptions {
+        endpoint: op.endpoint(),
+        sim: SimConfig { confirm_minute_ms: Some(200), ..SimConfig::default() },
+        commit_confirm: true,
+        enroll: true,
+    }
+}
+
+/// An apply request for a revision.
+pub fn apply_request(revision: &str, desired: &str, policy: ConfigPolicy) -> ApplyRequest {
+    let tree = vyos_config::Config::parse(desired).unwrap().tree;
+    ApplyRequest {
+        request_id: String::new(),
+        revision: Some(Revision { id: revision.to_owned(), digest: vyos_config::digest(&tree).to_string() }),
+        desired_config: desired.to_owned(),
+        policy: policy as i32,
+        save: true,
+        commit_confirm: Some(CommitConfirm {
+            enabled: true,
+            timeout_minutes: 1,
+            proof_deadline: Some(prost_types::Duration { seconds: 5, nanos: 0 }),
+        }),
+        deadline: Some(prost_types::Duration { seconds: 30, nanos: 0 }),
+        ..ApplyRequest::default()
+    }
+}
+
+/// A TCP proxy in front of a server that can stop forwarding (a blackholed path) and heal.
+pub struct Proxy {
+    /// Where to connect instead of the server.
+    pub addr: SocketAddr,
+    mode: Arc<AtomicU8>,
+    shutdown: CancellationToken,
+}
+
+const FORWARD: u8 = 0;
+const BLACKHOLE: u8 = 1;
+
+impl Proxy {
+    /// Starts forwarding to `target`.
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(AtomicU8::new(FORWARD));
+        let shutdown = CancellationToken::new();
+        let (m, s) = (mode.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let (client, _) = tokio::select! {
+                    _ = s.cancelled() => return,
+                    a = listener.accept() => match a { Ok(c) => c, Err(_) => return },
+                };
+                let (m, s) = (m.clone(), s.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(target).await else { return };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::select! {
+                        _ = s.cancelled() => {}
+                        _ = pump(cr, sw, m.clone()) => {}
+                        _ = pump(sr, cw, m) => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, mode, shutdown }
+    }
+
+    /// `https://localhost:<port>` of the proxy.
+    pub fn endpoint(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    /// Stops forwarding: bytes are swallowed, connections stay open.
+    pub fn blackhole(&self) {
+        self.mode.store(BLACKHOLE, Ordering::SeqCst);
+    }
+
+    /// Forwards again (connections opened from now on work).
+    pub fn heal(&self) {
+        self.mode.store(FORWARD, Ordering::SeqCst);
+    }
+
+    /// Stops the proxy.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, mode: Arc<AtomicU8>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut poisoned = false;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if mode.load(Ordering::SeqCst) == BLACKHOLE {
+            // Lost on the way; this connection never recovers (its TLS stream is broken).
+            poisoned = true;
+            continue;
+        }
+        if poisoned {
+            continue;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Many simulated routers in one process, each with its own identity, key, state and simulated
+//! configuration: for demos and scale tests (`vrouter-agent simulate --count N`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{Agent, Observer};
+use crate::backend::sim::SimBackend;
+use crate::config::{AgentConfig, ApplyConfig, BackendConfig, BackendKind, OperatorConfig, ReconnectConfig, SimConfig};
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    /// Number of routers.
+    pub count: usize,
+    /// Their namespace.
+    pub namespace: String,
+    /// Router names are `<prefix><index>`.
+    pub prefix: String,
+    /// The operator endpoint.
+    pub endpoint: String,
+    /// CA bundle to trust before enrollment.
+    pub ca_file: PathBuf,
+    /// TLS server name override.
+    pub server_name: Option<String>,
+    /// Lines `<namespace>/<name> <token>`: enrollment tokens of routers not enrolled yet.
+    pub tokens_file: Option<PathBuf>,
+    /// Each router keeps its state in `<state_dir>/<namespace>-<name>`.
+    pub state_dir: PathBuf,
+    /// Simulated router knobs, the same for all.
+    pub sim: SimConfig,
+    /// Commit-confirm on the simulated routers.
+    pub commit_confirm: bool,
+    /// Reconnect backoff.
+    pub reconnect: ReconnectConfig,
+}
+
+/// Reads `<identity> <token>` lines (blank lines and `#` comments ignored).
+pub fn read_tokens(path: &Path) -> Result<HashMap<String, String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some(id), Some(token), None) => {
+                out.insert(id.to_owned(), token.to_owned());
+            }
+            _ => return Err(format!("{}:{}: expected \"<namespace>/<name> <token>\"", path.display(), i + 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// A running fleet of simulated routers.
+pub struct Fleet {
+    /// Each router's identity and observer.
+    pub routers: Vec<(String, Arc<Observer>)>,
+    /// Each router's simulated backend controls, same order.
+    pub controls: Vec<crate::backend::sim::SimControl>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Fleet {
+    /// Routers with an open session.
+    pub fn connected(&self) -> usize {
+        self.routers.iter().filter(|(_, o)| o.connected.load(Ordering::SeqCst)).count()
+    }
+
+    /// Routers whose last applied revision is `revision`.
+    pub fn applied(&self, revision: &str) -> usize {
+        self.routers.iter().filter(|(_, o)| o.applied_revision().as_deref() == Some(revision)).count()
+    }
+
+    /// Waits for every router task to finish (after shutdown).
+    pub async fn join(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts the fleet; routers stop when `shutdown` is cancelled.
+pub fn start(options: &SimulateOptions, shutdown: &CancellationToken) -> Result<Fleet, String> {
+    let tokens = match &options.tokens_file {
+        Some(p) => read_tokens(p)?,
+        None => HashMap::new(),
+    };
+    let mut routers = Vec::with_capacity(options.count);
+    let mut controls = Vec::with_capacity(options.count);
+    let mut tasks = Vec::with_capacity(options.count);
+    for i in 0..options.count {
+        let identity = format!("{}/{}{}", options.namespace, options.prefix, i);
+        let state_dir = options.state_dir.join(format!("{}-{}{}", options.namespace, options.prefix, i));
+        let config = AgentConfig {
+            identity: identity.clone(),
+            state_dir: state_dir.clone(),
+            operator: OperatorConfig {
+                endpoint: options.endpoint.clone(),
+                ca_file: options.ca_file.clone(),
+                server_name: options.server_name.clone(),
+                token_file: None,
+                token: tokens.get(&identity).cloned(),
+                connect_timeout_secs: 10,
+            },
+            backend: BackendConfig {
+                kind: BackendKind::Sim,
+                sim: SimConfig { hostname: Some(format!("{}{}", options.prefix, i)), ..options.sim.clone() },
+            },
+            reconnect: options.reconnect.clone(),
+            apply: ApplyConfig { commit_confirm: options.commit_confirm, ..ApplyConfig::default() },
+        };
+        config.router_id().map_err(|e| e.to_string())?;
+        let backend = SimBackend::open(&state_dir, &config.backend.sim).map_err(|e| e.to_string())?;
+        controls.push(backend.control());
+        let agent = Agent::new(config, Arc::new(backend)).map_err(|e| e.to_string())?;
+        routers.push((identity.clone(), agent.observer()));
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = agent.run(stop).await {
+                tracing::error!(router = %identity, error = %e, "simulated router stopped");
+            }
+        }));
+    }
+    Ok(Fleet { routers, controls, tasks })
+}
+
+/// Runs a fleet with a live progress display until `shutdown`.
+pub async fn run(options: SimulateOptions, shutdown: CancellationToken) -> Result<(), String> {
+    let fleet = start(&options, &shutdown)?;
+    let bar = indicatif::ProgressBar::new(options.count as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} routers connected  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                let connected = fleet.connected();
+                let applies: u64 = fleet.routers.iter().map(|(_, o)| o.applies.load(Ordering::SeqCst)).sum();
+                let commits: u64 = fleet.controls.iter().map(|c| c.commits()).sum();
+                bar.set_position(connected as u64);
+                bar.set_message(format!("{applies} applies, {commits} commits"));
+            }
+        }
+    }
+    bar.finish_with_message("stopping");
+    fleet.join().await;
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! The agent's durable record of what it applied (`applied.json` in the state directory).
+//!
+//! It survives agent restarts and reboots, so the agent can (1) acknowledge a revision it
+//! already runs without touching the router, (2) compute Merge-policy removals against the
+//! previous desired configuration, (3) report drift against the last applied revision, and
+//! (4) answer a re-delivery of a revision that was rolled back with that outcome instead of
+//! cutting itself off again.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use vrouter_proto::v1::Revision;
+
+use crate::creds::write_atomic;
+
+/// A revision as recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionRecord {
+    /// Revision id.
+    pub id: String,
+    /// Digest of the desired configuration.
+    pub digest: String,
+}
+
+impl From<&Revision> for RevisionRecord {
+    fn from(r: &Revision) -> Self {
+        RevisionRecord { id: r.id.clone(), digest: r.digest.clone() }
+    }
+}
+
+impl RevisionRecord {
+    /// As a protocol message.
+    pub fn to_proto(&self) -> Revision {
+        Revision { id: self.id.clone(), digest: self.digest.clone() }
+    }
+}
+
+/// A revision that did not apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// The revision.
+    pub revision_id: String,
+    /// The outcome (`ApplyOutcome` as a number).
+    pub outcome: i32,
+    /// The error text.
+    pub error: String,
+    /// When, Unix seconds.
+    pub at: i64,
+}
+
+/// Everything in `applied.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedRecord {
+    /// The last revision applied (confirmed).
+    #[serde(default)]
+    pub revision: Option<RevisionRecord>,
+    /// Its desired configuration (hierarchical, secrets included; the file is mode 0600).
+    #[serde(default)]
+    pub desired_config: String,
+    /// `merge` or `replace`.
+    #[serde(default)]
+    pub policy: String,
+    /// Managed scopes of that revision.
+    #[serde(default)]
+    pub managed_scopes: Vec<String>,
+    /// When it was applied, Unix seconds.
+    #[serde(default)]
+    pub applied_at: i64,
+    /// The last revision that failed or was rolled back.
+    #[serde(default)]
+    pub last_failure: Option<FailureRecord>,
+}
+
+/// Reads and writes `applied.json`.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    path: PathBuf,
+}
+
+/// A state-file problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct StateError {
+    /// The file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl StateFile {
+    /// The record in `dir/applied.json`.
+    pub fn new(dir: &Path) -> Self {
+        StateFile { path: dir.join("applied.json") }
+    }
+
+    /// Loads the record; an absent file is an empty record. A corrupt file is an error (never
+    /// silently treated as "nothing applied", which would turn Merge removals off).
+    pub fn load(&self) -> Result<AppliedRecord, StateError> {
+        match std::fs::read(&self.path) {
+            Ok(data) => serde_json::from_slice(&data)
+                .map_err(|e| StateError { path: self.path.display().to_string(), message: format!("corrupt: {e}") }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AppliedRecord::default()),
+            Err(e) => Err(StateError { path: self.path.display().to_string(), message: e.to_string() }),
+        }
+    }
+
+    /// Saves the record atomically.
+    pub fn save(&self, record: &AppliedRecord) -> Result<(), StateError> {
+        let err = |message: String| StateError { path: self.path.display().to_string(), message };
+        if let Some(dir) = self.path.parent() {
+            crate::creds::create_private_dir(dir).map_err(|e| err(e.to_string()))?;
+        }
+        let data = serde_json::to_vec_pretty(record).map_err(|e| err(e.to_string()))?;
+        write_atomic(&self.path, &data, 0o600).map_err(|e| err(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_corruption() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = StateFile::new(tmp.path());
+        assert_eq!(f.load().unwrap(), AppliedRecord::default());
+        let r = AppliedRecord {
+            revision: Some(RevisionRecord { id: "r1".into(), digest: "sha256:x".into() }),
+            desired_config: "a b\n".into(),
+            ..Default::default()
+        };
+        f.save(&r).unwrap();
+        assert_eq!(f.load().unwrap(), r);
+        std::fs::write(tmp.path().join("applied.json"), b"{").unwrap();
+        assert!(f.load().unwrap_err().message.contains("corrupt"));
+    }
+}

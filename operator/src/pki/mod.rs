@@ -1,0 +1,736 @@
+//! The operator's PKI: its CA, the agent endpoint's server certificate, enrollment tokens and
+//! the client certificates that carry router identities.
+//!
+//! - The CA (ECDSA P-256) is created once and persisted through a [`PkiStore`]. If the store has
+//!   part of it (a certificate without its key, a key that does not match), the PKI refuses to
+//!   start rather than silently creating a new CA, which would cut every router off.
+//! - Enrollment tokens are random, single-use, expiring and bound to one router identity; only
+//!   their SHA-256 is stored.
+//! - Client certificates are issued from a CSR made on the router (its key never leaves it), are
+//!   short-lived, and carry the identity as a URI SAN. The PKI remembers which serials it issued
+//!   to which identity: revoking an identity (its target was removed) refuses its certificates.
+
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType, SerialNumber,
+};
+use rustls_pki_types::CertificateSigningRequestDer;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use vrouter_proto::RouterId;
+
+pub use store::{DirStore, PkiStore, StoreError};
+
+const CA_CERT: &str = "ca.crt";
+const CA_KEY: &str = "ca.key";
+const SERVER_CERT: &str = "server.crt";
+const SERVER_KEY: &str = "server.key";
+const STATE: &str = "state.json";
+
+/// Largest CSR accepted.
+pub const MAX_CSR_BYTES: usize = 16 * 1024;
+
+/// PKI settings.
+#[derive(Clone, Debug)]
+pub struct PkiConfig {
+    /// DNS names for the server certificate (the names agents dial).
+    pub server_dns_names: Vec<String>,
+    /// IP addresses for the server certificate.
+    pub server_ips: Vec<IpAddr>,
+    /// Lifetime of router client certificates.
+    pub client_cert_lifetime: Duration,
+    /// Lifetime of the server certificate (re-issued when a third of it is left).
+    pub server_cert_lifetime: Duration,
+    /// Lifetime of the CA.
+    pub ca_lifetime: Duration,
+    /// How long an enrollment token stays valid.
+    pub token_lifetime: Duration,
+    /// Certificates start this long before issuance, tolerating clocks that run behind.
+    pub clock_skew: Duration,
+}
+
+impl Default for PkiConfig {
+    fn default() -> Self {
+        PkiConfig {
+            server_dns_names: vec!["localhost".to_owned()],
+            server_ips: vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1])],
+            client_cert_lifetime: Duration::from_secs(7 * 24 * 3600),
+            server_cert_lifetime: Duration::from_secs(365 * 24 * 3600),
+            ca_lifetime: Duration::from_secs(10 * 365 * 24 * 3600),
+            token_lifetime: Duration::from_secs(24 * 3600),
+            clock_skew: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Why the PKI could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored PKI data is incomplete or corrupt.
+    #[error("PKI state in {store} is unusable: {message}")]
+    Corrupt {
+        /// The store.
+        store: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Certificate generation failed.
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// Why an enrollment or renewal was refused. Each refusal is counted by its [`label`](Self::label).
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    /// The token was never issued (or has been purged).
+    #[error("unknown enrollment token")]
+    UnknownToken,
+    /// The token was already used.
+    #[error("enrollment token already used (at {0})")]
+    TokenUsed(String),
+    /// The token expired.
+    #[error("enrollment token expired at {0}")]
+    TokenExpired(String),
+    /// The token belongs to another router.
+    #[error("enrollment token is not for {requested}")]
+    WrongIdentity {
+        /// The identity the agent asked for.
+        requested: String,
+    },
+    /// The identity is not a valid router identity.
+    #[error("invalid identity: {0}")]
+    BadIdentity(String),
+    /// The CSR is malformed, badly signed or too large.
+    #[error("invalid certificate signing request: {0}")]
+    BadCsr(String),
+    /// The CSR's key is not ECDSA P-256.
+    #[error("unsupported key type in CSR: only ECDSA P-256 is accepted")]
+    UnsupportedKey,
+    /// The router's identity is not (or no longer) enrolled.
+    #[error("{0} is not enrolled (or was revoked)")]
+    NotEnrolled(String),
+    /// Internal failure.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+}
+
+impl EnrollError {
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            EnrollError::UnknownToken => "unknown_token",
+            EnrollError::TokenUsed(_) => "token_used",
+            EnrollError::TokenExpired(_) => "token_expired",
+            EnrollError::WrongIdentity { .. } => "wrong_identity",
+            EnrollError::BadIdentity(_) => "bad_identity",
+            EnrollError::BadCsr(_) => "bad_csr",
+            EnrollError::UnsupportedKey => "unsupported_key",
+            EnrollError::NotEnrolled(_) => "not_enrolled",
+            EnrollError::Pki(_) => "internal",
+        }
+    }
+}
+
+/// Why a client certificate was not accepted on a stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No client certificate was presented.
+    #[error("no client certificate")]
+    NoCertificate,
+    /// The certificate does not parse or carries no router identity.
+    #[error("client certificate carries no router identity: {0}")]
+    NoIdentity(String),
+    /// The identity is not enrolled, or this certificate was not issued to it (revoked or
+    /// replaced).
+    #[error("certificate for {identity} is not (or no longer) accepted")]
+    Revoked {
+        /// The identity in the certificate.
+        identity: String,
+    },
+}
+
+/// A certificate issued to a router.
+#[derive(Clone, Debug)]
+pub struct IssuedCert {
+    /// The identity in the certificate.
+    pub identity: RouterId,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The CA bundle, PEM.
+    pub ca_pem: String,
+    /// Expiry, Unix seconds.
+    pub not_after: i64,
+    /// Serial, hex.
+    pub serial: String,
+}
+
+#[derive(Serialize, Deserialize, Default, Debug, Clone)]
+struct PkiState {
+    #[serde(default)]
+    tokens: BTreeMap<String, TokenRecord>,
+    #[serde(default)]
+    identities: BTreeMap<String, IdentityRecord>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct TokenRecord {
+    identity: String,
+    created_at: i64,
+    expires_at: i64,
+    #[serde(default)]
+    used_at: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct IdentityRecord {
+    /// Serials (hex) of the certificates currently accepted: the newest, and the one it renewed.
+    serials: Vec<String>,
+    not_after: i64,
+    enrolled_at: i64,
+    #[serde(default)]
+    renewed_at: Option<i64>,
+}
+
+/// The server's certificate and key, PEM.
+#[derive(Clone)]
+pub struct ServerIdentity {
+    /// Certificate, PEM.
+    pub cert_pem: String,
+    /// Private key, PEM.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerIdentity").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+    }
+}
+
+/// The operator's PKI.
+pub struct Pki {
+    store: Arc<dyn PkiStore>,
+    config: PkiConfig,
+    ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+    server: ServerIdentity,
+    /// The last state read or written, and when; refreshed from the store when older than
+    /// [`STATE_CACHE`] (another process may have issued tokens or revoked routers).
+    cache: std::sync::Mutex<(PkiState, std::time::Instant)>,
+}
+
+/// How long the verification cache of the enrollment state is trusted.
+const STATE_CACHE: Duration = Duration::from_secs(2);
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki").field("store", &self.store.describe()).finish_non_exhaustive()
+    }
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn format_time(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let digest = Sha256::digest(data);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    rand::fill(&mut out[..]);
+    out
+}
+
+fn corrupt(store: &dyn PkiStore, message: impl Into<String>) -> PkiError {
+    PkiError::Corrupt { store: store.describe(), message: message.into() }
+}
+
+fn utf8(store: &dyn PkiStore, name: &str, data: Vec<u8>) -> Result<String, PkiError> {
+    String::from_utf8(data).map_err(|_| corrupt(store, format!("{name} is not text")))
+}
+
+impl Pki {
+    /// Opens the PKI in `store`, creating the CA on first use, and (re-)issuing the server
+    /// certificate when it is missing, expiring, from another CA, or for other names.
+    pub async fn open(store: Arc<dyn PkiStore>, config: PkiConfig) -> Result<Pki, PkiError> {
+        let s = store.as_ref();
+        let (ca_pem, issuer) = match (s.load(CA_CERT).await?, s.load(CA_KEY).await?) {
+            (None, None) => {
+                let (cert_pem, key_pem, issuer) = create_ca(&config)?;
+                // Key first: a certificate without its key is refused on the next start.
+                s.save(CA_KEY, key_pem.as_bytes()).await?;
+                s.save(CA_CERT, cert_pem.as_bytes()).await?;
+                tracing::info!(store = %s.describe(), "created a new operator CA");
+                (cert_pem, issuer)
+            }
+            (Some(cert), Some(key)) => {
+                let cert = utf8(s, CA_CERT, cert)?;
+                let key = utf8(s, CA_KEY, key)?;
+                let key_pair = KeyPair::from_pem(&key).map_err(|e| corrupt(s, format!("{CA_KEY}: {e}")))?;
+                check_key_matches(s, &cert, &key_pair)?;
+                let issuer =
+                    Issuer::from_ca_cert_pem(&cert, key_pair).map_err(|e| corrupt(s, format!("{CA_CERT}: {e}")))?;
+                (cert, issuer)
+            }
+            (Some(_), None) => {
+                return Err(corrupt(
+                    s,
+                    format!(
+                        "{CA_CERT} exists but {CA_KEY} is missing; restore it (a new CA would cut off every enrolled router)"
+                    ),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(corrupt(s, format!("{CA_KEY} exists but {CA_CERT} is missing; restore it")));
+            }
+        };
+        let state = match s.load(STATE).await? {
+            None => {
+                if s.load(SERVER_CERT).await?.is_some() {
+                    // A CA that issued certificates but lost its state would refuse every router;
+                    // say so instead of starting with an empty registry.
+                    return Err(corrupt(s, format!("{STATE} is missing while the CA has been in use; restore it")));
+                }
+                PkiState::default()
+            }
+            Some(data) => serde_json::from_slice(&data).map_err(|e| corrupt(s, format!("{STATE}: {e}")))?,
+        };
+        let server = load_or_issue_server(s, &config, &ca_pem, &issuer).await?;
+        let pki = Pki {
+            store,
+            config,
+            ca_pem,
+            issuer,
+            server,
+            cache: std::sync::Mutex::new((state, std::time::Instant::now())),
+        };
+        // Persist the state so a later start can tell "fresh" from "lost".
+        pki.transact(|_| Ok(())).await.map_err(|e| match e {
+            EnrollError::Pki(p) => p,
+            other => corrupt(pki.store.as_ref(), other.to_string()),
+        })?;
+        Ok(pki)
+    }
+
+    /// The CA certificate agents must trust, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The server certificate and key for the agent endpoint.
+    pub fn server_identity(&self) -> &ServerIdentity {
+        &self.server
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PkiConfig {
+        &self.config
+    }
+
+    /// Read-modify-write of the enrollment state through the store (safe against other
+    /// processes using the same store). `f` may run more than once.
+    async fn transact<R: Send>(
+        &self,
+        mut f: impl FnMut(&mut PkiState) -> Result<R, EnrollError> + Send,
+    ) -> Result<R, EnrollError> {
+        let mut outcome: Option<Result<R, EnrollError>> = None;
+        let mut written: Option<PkiState> = None;
+        let describe = self.store.describe();
+        self.store
+            .update(STATE, &mut |current: Option<Vec<u8>>| {
+                let mut state: PkiState = match current {
+                    Some(data) => serde_json::from_slice(&data).map_err(|e| StoreError {
+                        item: format!("{describe}: {STATE}"),
+                        message: format!("corrupt: {e}"),
+                    })?,
+                    None => PkiState::default(),
+                };
+                match f(&mut state) {
+                    Ok(r) => {
+                        let data = serde_json::to_vec_pretty(&state)
+                            .map_err(|e| StoreError { item: STATE.to_owned(), message: e.to_string() })?;
+                        outcome = Some(Ok(r));
+                        written = Some(state);
+                        Ok(Some(data))
+                    }
+                    Err(e) => {
+                        outcome = Some(Err(e));
+                        written = None;
+                        Ok(None)
+                    }
+                }
+            })
+            .await
+            .map_err(|e| EnrollError::Pki(PkiError::Store(e)))?;
+        if let Some(state) = written
+            && let Ok(mut c) = self.cache.lock()
+        {
+            *c = (state, std::time::Instant::now());
+        }
+        outcome.unwrap_or_else(|| Err(EnrollError::Pki(corrupt(self.store.as_ref(), "state update did not run"))))
+    }
+
+    /// The enrollment state, from the cache if it is fresh.
+    async fn current_state(&self) -> PkiState {
+        if let Ok(c) = self.cache.lock()
+            && c.1.elapsed() < STATE_CACHE
+        {
+            return c.0.clone();
+        }
+        match self.store.load(STATE).await {
+            Ok(Some(data)) => match serde_json::from_slice::<PkiState>(&data) {
+                Ok(state) => {
+                    if let Ok(mut c) = self.cache.lock() {
+                        *c = (state.clone(), std::time::Instant::now());
+                    }
+                    state
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "enrollment state is corrupt; using the last good copy");
+                    self.cache.lock().map(|c| c.0.clone()).unwrap_or_default()
+                }
+            },
+            _ => self.cache.lock().map(|c| c.0.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Issues a single-use enrollment token for a router. Only its hash is stored; the token
+    /// itself is returned once.
+    pub async fn issue_token(&self, identity: &RouterId, lifetime: Option<Duration>) -> Result<String, PkiError> {
+        let token = format!("vrt1.{}", base64_url(&random_bytes::<32>()));
+        let created = now().unix_timestamp();
+        let lifetime = lifetime.unwrap_or(self.config.token_lifetime);
+        let record = TokenRecord {
+            identity: identity.to_string(),
+            created_at: created,
+            expires_at: created.saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX)),
+            used_at: None,
+        };
+        let hash = sha256_hex(token.as_bytes());
+        self.transact(|state| {
+            purge_tokens(state, created);
+            state.tokens.insert(hash.clone(), record.clone());
+            Ok(())
+        })
+        .await
+        .map_err(|e| match e {
+            EnrollError::Pki(p) => p,
+            other => corrupt(self.store.as_ref(), other.to_string()),
+        })?;
+        Ok(token)
+    }
+
+    /// Redeems a token for a client certificate.
+    pub async fn enroll(&self, token: &str, identity: &str, csr_der: &[u8]) -> Result<IssuedCert, EnrollError> {
+        let requested: RouterId =
+            identity.parse().map_err(|e: vrouter_proto::IdentityError| EnrollError::BadIdentity(e.0))?;
+        let public_key = parse_csr(csr_der)?;
+        let hash = sha256_hex(token.as_bytes());
+        self.transact(|state| {
+            let record = state.tokens.get(&hash).ok_or(EnrollError::UnknownToken)?;
+            let at = now().unix_timestamp();
+            if let Some(used) = record.used_at {
+                return Err(EnrollError::TokenUsed(format_time(used)));
+            }
+            if record.expires_at <= at {
+                return Err(EnrollError::TokenExpired(format_time(record.expires_at)));
+            }
+            if record.identity != requested.to_string() {
+                return Err(EnrollError::WrongIdentity { requested: requested.to_string() });
+            }
+            let issued = self.issue_client(&requested, &public_key).map_err(|e| EnrollError::Pki(e.into()))?;
+            if let Some(r) = state.tokens.get_mut(&hash) {
+                r.used_at = Some(at);
+            }
+            state.identities.insert(
+                requested.to_string(),
+                IdentityRecord {
+                    serials: vec![issued.serial.clone()],
+                    not_after: issued.not_after,
+                    enrolled_at: at,
+                    renewed_at: None,
+                },
+            );
+            Ok(issued)
+        })
+        .await
+    }
+
+    /// Issues a fresh certificate to an authenticated router (renewal over the stream). The
+    /// presented certificate stays valid until it expires; older ones are dropped.
+    pub async fn renew(
+        &self,
+        identity: &RouterId,
+        presented_serial: &str,
+        csr_der: &[u8],
+    ) -> Result<IssuedCert, EnrollError> {
+        let public_key = parse_csr(csr_der)?;
+        let key = identity.to_string();
+        self.transact(|state| {
+            let record = state.identities.get_mut(&key).ok_or_else(|| EnrollError::NotEnrolled(key.clone()))?;
+            if !record.serials.iter().any(|s| s == presented_serial) {
+                return Err(EnrollError::NotEnrolled(key.clone()));
+            }
+            let issued = self.issue_client(identity, &public_key).map_err(|e| EnrollError::Pki(e.into()))?;
+            record.serials = vec![issued.serial.clone(), presented_serial.to_owned()];
+            record.not_after = issued.not_after;
+            record.renewed_at = Some(now().unix_timestamp());
+            Ok(issued)
+        })
+        .await
+    }
+
+    /// Removes a router's identity: its certificates are refused from now on.
+    pub async fn revoke(&self, identity: &RouterId) -> Result<bool, PkiError> {
+        let key = identity.to_string();
+        self.transact(|state| {
+            let existed = state.identities.remove(&key).is_some();
+            state.tokens.retain(|_, t| t.identity != key);
+            Ok(existed)
+        })
+        .await
+        .map_err(|e| match e {
+            EnrollError::Pki(p) => p,
+            other => corrupt(self.store.as_ref(), other.to_string()),
+        })
+    }
+
+    /// Identities currently enrolled.
+    pub async fn enrolled(&self) -> Vec<String> {
+        self.current_state().await.identities.keys().cloned().collect()
+    }
+
+    /// Checks a client certificate presented on a stream (its chain was verified by TLS):
+    /// returns the router identity and the certificate's serial.
+    pub async fn verify_client(&self, cert_der: &[u8]) -> Result<(RouterId, String), AuthError> {
+        let (identity, serial) = identity_of(cert_der)?;
+        let state = self.current_state().await;
+        match state.identities.get(&identity.to_string()) {
+            Some(record) if record.serials.contains(&serial) => Ok((identity, serial)),
+            _ => Err(AuthError::Revoked { identity: identity.to_string() }),
+        }
+    }
+
+    fn issue_client(&self, identity: &RouterId, public_key: &impl PublicKeyData) -> Result<IssuedCert, rcgen::Error> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "vrouter");
+        dn.push(DnType::CommonName, identity.to_string());
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![SanType::URI(identity.uri().try_into()?)];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let start = now();
+        params.not_before = start - self.config.clock_skew;
+        params.not_after = start + self.config.client_cert_lifetime;
+        let mut serial = random_bytes::<16>();
+        serial[0] &= 0x7f;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let cert = params.signed_by(public_key, &self.issuer)?;
+        Ok(IssuedCert {
+            identity: identity.clone(),
+            cert_pem: cert.pem(),
+            ca_pem: self.ca_pem.clone(),
+            not_after: params.not_after.unix_timestamp(),
+            serial: hex(&serial),
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn purge_tokens(state: &mut PkiState, now: i64) {
+    // Keep expired/used records a day past expiry so a late retry gets a clear message.
+    state.tokens.retain(|_, t| t.expires_at + 24 * 3600 > now);
+}
+
+fn parse_csr(csr_der: &[u8]) -> Result<rcgen::PublicKey, EnrollError> {
+    if csr_der.len() > MAX_CSR_BYTES {
+        return Err(EnrollError::BadCsr(format!("{} bytes, more than {MAX_CSR_BYTES}", csr_der.len())));
+    }
+    let der = CertificateSigningRequestDer::from(csr_der);
+    let csr = rcgen::CertificateSigningRequestParams::from_der(&der).map_err(|e| EnrollError::BadCsr(e.to_string()))?;
+    if csr.public_key.algorithm() != &PKCS_ECDSA_P256_SHA256 {
+        return Err(EnrollError::UnsupportedKey);
+    }
+    // Only the key is taken from the CSR; everything else in the certificate is ours.
+    Ok(csr.public_key)
+}
+
+/// Reads the router identity and serial (hex) from a client certificate.
+pub fn identity_of(cert_der: &[u8]) -> Result<(RouterId, String), AuthError> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(cert_der).map_err(|e| AuthError::NoIdentity(e.to_string()))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| AuthError::NoIdentity(e.to_string()))?
+        .ok_or_else(|| AuthError::NoIdentity("no subject alternative name".to_owned()))?;
+    let mut found = None;
+    for name in &san.value.general_names {
+        if let GeneralName::URI(uri) = name
+            && let Ok(id) = RouterId::from_uri(uri)
+        {
+            if found.is_some() {
+                return Err(AuthError::NoIdentity("more than one router identity".to_owned()));
+            }
+            found = Some(id);
+        }
+    }
+    let identity = found.ok_or_else(|| AuthError::NoIdentity("no vrouter identity URI".to_owned()))?;
+    Ok((identity, hex(cert.raw_serial())))
+}
+
+fn create_ca(config: &PkiConfig) -> Result<(String, String, Issuer<'static, KeyPair>), PkiError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "vrouter");
+    dn.push(DnType::CommonName, "vrouter operator CA");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let start = now();
+    params.not_before = start - config.clock_skew;
+    params.not_after = start + config.ca_lifetime;
+    let mut serial = random_bytes::<16>();
+    serial[0] &= 0x7f;
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    let cert = params.self_signed(&key)?;
+    let cert_pem = cert.pem();
+    let key_pem = key.serialize_pem();
+    Ok((cert_pem, key_pem, Issuer::new(params, key)))
+}
+
+fn check_key_matches(store: &dyn PkiStore, cert_pem: &str, key: &KeyPair) -> Result<(), PkiError> {
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| corrupt(store, format!("{CA_CERT}: {e}")))?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| corrupt(store, format!("{CA_CERT}: {e}")))?;
+    if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+        return Err(corrupt(store, format!("{CA_KEY} does not belong to {CA_CERT}")));
+    }
+    Ok(())
+}
+
+async fn load_or_issue_server(
+    store: &dyn PkiStore,
+    config: &PkiConfig,
+    ca_pem: &str,
+    issuer: &Issuer<'static, KeyPair>,
+) -> Result<ServerIdentity, PkiError> {
+    if let (Some(cert), Some(key)) = (store.load(SERVER_CERT).await?, store.load(SERVER_KEY).await?) {
+        let cert = utf8(store, SERVER_CERT, cert)?;
+        let key = utf8(store, SERVER_KEY, key)?;
+        if server_cert_current(&cert, &key, ca_pem, config) {
+            return Ok(ServerIdentity { cert_pem: cert, key_pem: key });
+        }
+        tracing::info!("re-issuing the server certificate (expiring, other names, or another CA)");
+    }
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "vrouter");
+    dn.push(DnType::CommonName, "vrouter operator");
+    params.distinguished_name = dn;
+    for name in &config.server_dns_names {
+        params.subject_alt_names.push(SanType::DnsName(name.clone().try_into()?));
+    }
+    for ip in &config.server_ips {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let start = now();
+    params.not_before = start - config.clock_skew;
+    params.not_after = start + config.server_cert_lifetime;
+    let mut serial = random_bytes::<16>();
+    serial[0] &= 0x7f;
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    let cert = params.signed_by(&key, issuer)?;
+    let identity = ServerIdentity { cert_pem: cert.pem(), key_pem: key.serialize_pem() };
+    store.save(SERVER_KEY, identity.key_pem.as_bytes()).await?;
+    store.save(SERVER_CERT, identity.cert_pem.as_bytes()).await?;
+    Ok(identity)
+}
+
+/// Whether a stored server certificate can be kept: signed by this CA, for exactly the
+/// configured names, more than a third of its lifetime left, and matching its key.
+fn server_cert_current(cert_pem: &str, key_pem: &str, ca_pem: &str, config: &PkiConfig) -> bool {
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (Ok(der), Ok(ca_der)) = (
+        rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()),
+        rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()),
+    ) else {
+        return false;
+    };
+    let (Ok((_, cert)), Ok((_, ca))) = (X509Certificate::from_der(&der), X509Certificate::from_der(&ca_der)) else {
+        return false;
+    };
+    if cert.verify_signature(Some(ca.public_key())).is_err() {
+        return false;
+    }
+    let Ok(key) = KeyPair::from_pem(key_pem) else { return false };
+    if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+        return false;
+    }
+    let remaining = cert.validity().not_after.timestamp() - now().unix_timestamp();
+    if remaining < i64::try_from(config.server_cert_lifetime.as_secs() / 3).unwrap_or(i64::MAX) {
+        return false;
+    }
+    let Ok(Some(san)) = cert.subject_alternative_name() else { return false };
+    let mut dns: Vec<String> = Vec::new();
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for name in &san.value.general_names {
+        match name {
+            GeneralName::DNSName(d) => dns.push((*d).to_owned()),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => ips.push(IpAddr::from(<[u8; 4]>::try_from(*bytes).unwrap_or_default())),
+                16 => ips.push(IpAddr::from(<[u8; 16]>::try_from(*bytes).unwrap_or_default())),
+                _ => return false,
+            },
+            _ => {}
+        }
+    }
+    let mut want_dns = config.server_dns_names.clone();
+    let mut want_ips = config.server_ips.clone();
+    dns.sort();
+    want_dns.sort();
+    ips.sort();
+    want_ips.sort();
+    dns == want_dns && ips == want_ips
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,175 @@
+use super::*;
+use rcgen::{CertificateParams, KeyPair};
+use rustls_pki_types::pem::PemObject;
+
+fn csr_for(identity_hint: &str) -> (KeyPair, Vec<u8>) {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::new(vec![identity_hint.to_owned()]).unwrap();
+    // A hostile CSR asking to be a CA: must not matter, we only take the key.
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let csr = params.serialize_request(&key).unwrap();
+    (key, csr.der().to_vec())
+}
+
+async fn pki(dir: &std::path::Path) -> Pki {
+    Pki::open(Arc::new(DirStore::new(dir).unwrap()), PkiConfig::default()).await.unwrap()
+}
+
+fn cert_der(pem: &str) -> Vec<u8> {
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().to_vec()
+}
+
+#[tokio::test]
+async fn enroll_issue_verify_revoke() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pki(tmp.path()).await;
+    let id: RouterId = "edge/r1".parse().unwrap();
+    let token = p.issue_token(&id, None).await.unwrap();
+    assert!(token.starts_with("vrt1."));
+    let (_key, csr) = csr_for("ignored");
+    let issued = p.enroll(&token, "edge/r1", &csr).await.unwrap();
+    assert_eq!(issued.identity, id);
+    let der = cert_der(&issued.cert_pem);
+    let (got, serial) = p.verify_client(&der).await.unwrap();
+    assert_eq!(got, id);
+    assert_eq!(serial, issued.serial);
+    // The certificate is not a CA even though the CSR asked for it.
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    assert!(!cert.is_ca());
+    assert!(
+        cert.verify_signature(Some(X509Certificate::from_der(&cert_der(p.ca_pem())).unwrap().1.public_key())).is_ok()
+    );
+    // Token reuse refused.
+    let (_k2, csr2) = csr_for("x");
+    assert!(matches!(p.enroll(&token, "edge/r1", &csr2).await, Err(EnrollError::TokenUsed(_))));
+    // Revocation refuses the certificate.
+    assert!(p.revoke(&id).await.unwrap());
+    assert!(matches!(p.verify_client(&der).await, Err(AuthError::Revoked { .. })));
+}
+
+#[tokio::test]
+async fn token_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pki(tmp.path()).await;
+    let a: RouterId = "edge/a".parse().unwrap();
+    let (_k, csr) = csr_for("x");
+    // Unknown.
+    assert!(matches!(p.enroll("vrt1.nope", "edge/a", &csr).await, Err(EnrollError::UnknownToken)));
+    // For another identity.
+    let t = p.issue_token(&a, None).await.unwrap();
+    assert!(matches!(p.enroll(&t, "edge/b", &csr).await, Err(EnrollError::WrongIdentity { .. })));
+    // Expired.
+    let expired = p.issue_token(&a, Some(Duration::from_secs(0))).await.unwrap();
+    assert!(matches!(p.enroll(&expired, "edge/a", &csr).await, Err(EnrollError::TokenExpired(_))));
+    // Bad CSR and bad identity.
+    assert!(matches!(p.enroll(&t, "edge/a", b"garbage").await, Err(EnrollError::BadCsr(_))));
+    assert!(matches!(p.enroll(&t, "not an id", &csr).await, Err(EnrollError::BadIdentity(_))));
+    assert!(matches!(p.enroll(&t, "edge/a", &vec![0u8; MAX_CSR_BYTES + 1]).await, Err(EnrollError::BadCsr(_))));
+    // The token survived the failed attempts and still works.
+    p.enroll(&t, "edge/a", &csr).await.unwrap();
+}
+
+#[tokio::test]
+async fn rejects_non_p256_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pki(tmp.path()).await;
+    let id: RouterId = "edge/a".parse().unwrap();
+    let t = p.issue_token(&id, None).await.unwrap();
+    let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let csr = CertificateParams::new(vec![]).unwrap().serialize_request(&key).unwrap();
+    assert!(matches!(p.enroll(&t, "edge/a", csr.der()).await, Err(EnrollError::UnsupportedKey)));
+}
+
+#[tokio::test]
+async fn renewal_keeps_previous_until_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pki(tmp.path()).await;
+    let id: RouterId = "edge/a".parse().unwrap();
+    let t = p.issue_token(&id, None).await.unwrap();
+    let first = p.enroll(&t, "edge/a", &csr_for("x").1).await.unwrap();
+    let second = p.renew(&id, &first.serial, &csr_for("x").1).await.unwrap();
+    assert_ne!(first.serial, second.serial);
+    assert!(p.verify_client(&cert_der(&first.cert_pem)).await.is_ok());
+    assert!(p.verify_client(&cert_der(&second.cert_pem)).await.is_ok());
+    let third = p.renew(&id, &second.serial, &csr_for("x").1).await.unwrap();
+    assert!(p.verify_client(&cert_der(&first.cert_pem)).await.is_err());
+    assert!(p.verify_client(&cert_der(&third.cert_pem)).await.is_ok());
+    // Renewing with an unknown serial is refused.
+    assert!(matches!(p.renew(&id, "00", &csr_for("x").1).await, Err(EnrollError::NotEnrolled(_))));
+}
+
+#[tokio::test]
+async fn persists_and_refuses_partial_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, id, token) = {
+        let p = pki(tmp.path()).await;
+        let id: RouterId = "edge/a".parse().unwrap();
+        let token = p.issue_token(&id, None).await.unwrap();
+        (p.ca_pem().to_owned(), id, token)
+    };
+    // Reopened: same CA, token still valid.
+    let p = pki(tmp.path()).await;
+    assert_eq!(p.ca_pem(), ca);
+    let issued = p.enroll(&token, &id.to_string(), &csr_for("x").1).await.unwrap();
+    drop(p);
+    let p = pki(tmp.path()).await;
+    assert!(p.verify_client(&cert_der(&issued.cert_pem)).await.is_ok());
+    drop(p);
+    // A lost key is an error, never a silent new CA.
+    std::fs::remove_file(tmp.path().join("ca.key")).unwrap();
+    let err = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), PkiConfig::default()).await.unwrap_err();
+    assert!(err.to_string().contains("ca.key is missing"), "{err}");
+}
+
+#[tokio::test]
+async fn refuses_lost_or_corrupt_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(pki(tmp.path()).await);
+    std::fs::remove_file(tmp.path().join("state.json")).unwrap();
+    let err = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), PkiConfig::default()).await.unwrap_err();
+    assert!(err.to_string().contains("state.json is missing"), "{err}");
+    std::fs::write(tmp.path().join("state.json"), b"{not json").unwrap();
+    let err = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), PkiConfig::default()).await.unwrap_err();
+    assert!(err.to_string().contains("state.json"), "{err}");
+    // A key that does not belong to the certificate.
+    let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(tmp.path().join("state.json"), b"{}").unwrap();
+    std::fs::write(tmp.path().join("ca.key"), other.serialize_pem()).unwrap();
+    let err = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), PkiConfig::default()).await.unwrap_err();
+    assert!(err.to_string().contains("does not belong"), "{err}");
+}
+
+#[tokio::test]
+async fn server_certificate_follows_configured_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = pki(tmp.path()).await.server_identity().cert_pem.clone();
+    assert_eq!(pki(tmp.path()).await.server_identity().cert_pem, first, "kept when unchanged");
+    let config = PkiConfig { server_dns_names: vec!["operator.example".into()], ..PkiConfig::default() };
+    let p = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), config).await.unwrap();
+    assert_ne!(p.server_identity().cert_pem, first, "re-issued for new names");
+}
+
+#[tokio::test]
+async fn two_processes_share_the_store() {
+    // `vrouter-operator token` and a running operator open the same directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let serving = pki(tmp.path()).await;
+    let cli = pki(tmp.path()).await;
+    let id: RouterId = "edge/a".parse().unwrap();
+    let token = cli.issue_token(&id, None).await.unwrap();
+    // The serving process redeems a token it never saw, and its own later writes keep it.
+    let other: RouterId = "edge/b".parse().unwrap();
+    let t2 = serving.issue_token(&other, None).await.unwrap();
+    serving.enroll(&token, "edge/a", &csr_for("x").1).await.unwrap();
+    serving.enroll(&t2, "edge/b", &csr_for("x").1).await.unwrap();
+    let mut enrolled = cli.enrolled().await;
+    enrolled.sort();
+    // The CLI's cache may be up to two seconds old; transact re-reads, enrolled() may not.
+    if enrolled.len() < 2 {
+        tokio::time::sleep(STATE_CACHE).await;
+        enrolled = cli.enrolled().await;
+        enrolled.sort();
+    }
+    assert_eq!(enrolled, ["edge/a", "edge/b"]);
+}
