@@ -10,6 +10,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The `Connect` RPC would clash with the generated `connect` constructor; clients are
         // built with `AgentServiceClient::new(channel)` instead.
         .build_transport(false)
-        .compile_fds(fds)?;
+        .codec_path("crate::codec::StreamCodec")
+        .compile_fds(fds.clone())?;
+    // The same service with tonic's default codec, only for the benchmarks' bare-tonic baseline.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("baseline");
+    std::fs::create_dir_all(&out)?;
+    tonic_prost_build::configure().build_transport(false).out_dir(out).compile_fds(fds)?;
     Ok(())
 }

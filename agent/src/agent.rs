@@ -142,10 +142,18 @@ impl Agent {
         std::fs::read_to_string(path).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
     }
 
-    /// Credentials to connect with, enrolling first if there are none (or they expired).
-    async fn credentials(&self) -> Result<Loaded, String> {
+    /// Credentials to connect with, enrolling first if there are none (or they expired). After
+    /// the operator refused the certificate (`refused`), a token this agent has not spent yet
+    /// enrolls again; working credentials are never thrown away.
+    async fn credentials(&self, refused: bool) -> Result<Loaded, String> {
         match self.creds.load() {
-            Ok(Some(l)) if !l.expired(unix_now()) => return Ok(l),
+            Ok(Some(l)) if !l.expired(unix_now()) => {
+                let fresh = self.token().filter(|t| !self.creds.token_spent(t));
+                if !refused || fresh.is_none() {
+                    return Ok(l);
+                }
+                tracing::warn!("the operator refused this certificate; enrolling with the new token");
+            }
             Ok(Some(_)) => tracing::warn!("the client certificate has expired; enrolling again"),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "stored credentials are unusable; enrolling again"),
@@ -187,6 +195,7 @@ impl Agent {
         let mut backoff = backoff_builder.build();
         let mut network = self.backend.network();
         let mut epoch = 0u64;
+        let mut refused = false;
         let result = loop {
             if shutdown.is_cancelled() {
                 break Ok(());
@@ -202,7 +211,7 @@ impl Agent {
                 break Ok(());
             }
             let mut wait_extra = false;
-            match self.credentials().await {
+            match self.credentials(refused).await {
                 Err(e) => {
                     tracing::warn!(router = %self.id, error = %e, "cannot get credentials");
                     self.observer.error(e.clone());
@@ -243,16 +252,15 @@ impl Agent {
                         if started.elapsed() >= Duration::from_secs(self.config.reconnect.healthy_after_secs) {
                             backoff = backoff_builder.build();
                         }
+                        refused = false;
                         match &end {
                             SessionEnd::Shutdown => break Ok(()),
                             SessionEnd::Closed { code, .. } if *code == CloseCode::Fenced => wait_extra = true,
-                            SessionEnd::Refused(status)
-                                if status.code() == tonic::Code::Unauthenticated
-                                // The operator no longer accepts this certificate (revoked): a
-                                // fresh token, if one was provided, enrolls again.
-                                && self.token().is_some() =>
-                            {
-                                let _ = std::fs::remove_file(self.config.state_dir.join("identity.pem"));
+                            // The operator no longer accepts this certificate: a token this agent
+                            // has not spent yet enrolls again (see `credentials`).
+                            SessionEnd::Closed { code, .. } if *code == CloseCode::IdentityRevoked => refused = true,
+                            SessionEnd::Refused(status) if status.code() == tonic::Code::Unauthenticated => {
+                                refused = true
                             }
                             _ => {}
                         }

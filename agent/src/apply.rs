@@ -52,6 +52,8 @@ impl<F: Fn(ApplyProgress) + Send + Sync> Progress for F {
 pub struct Applier {
     backend: Arc<dyn Backend>,
     state: StateFile,
+    /// The record as last read or written (the file is the truth; this saves re-reading it).
+    cached: std::sync::Mutex<Option<AppliedRecord>>,
     config: ApplyConfig,
     protected: Tree,
     lock: tokio::sync::Mutex<()>,
@@ -86,7 +88,14 @@ fn duration_of(d: &Option<prost_types::Duration>) -> Option<Duration> {
 impl Applier {
     /// An applier; `protected` is the configuration that always wins.
     pub fn new(backend: Arc<dyn Backend>, state: StateFile, config: ApplyConfig, protected: Tree) -> Self {
-        Applier { backend, state, config, protected, lock: tokio::sync::Mutex::new(()) }
+        Applier {
+            backend,
+            state,
+            cached: std::sync::Mutex::new(None),
+            config,
+            protected,
+            lock: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Loads the protected configuration from a file (either format).
@@ -103,13 +112,32 @@ impl Applier {
 
     /// The durable record.
     pub fn record(&self) -> AppliedRecord {
-        match self.state.load() {
+        match self.load_record() {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the applied-revision record");
                 AppliedRecord::default()
             }
         }
+    }
+
+    fn load_record(&self) -> Result<AppliedRecord, crate::state::StateError> {
+        if let Some(r) = self.cached.lock().ok().and_then(|c| c.clone()) {
+            return Ok(r);
+        }
+        let r = self.state.load()?;
+        if let Ok(mut c) = self.cached.lock() {
+            *c = Some(r.clone());
+        }
+        Ok(r)
+    }
+
+    fn save_record(&self, record: &AppliedRecord) -> Result<(), crate::state::StateError> {
+        self.state.save(record)?;
+        if let Ok(mut c) = self.cached.lock() {
+            *c = Some(record.clone());
+        }
+        Ok(())
     }
 
     /// The revision the router runs, as recorded.
@@ -153,7 +181,7 @@ impl Applier {
         reach: &dyn Reachability,
         started: Instant,
     ) -> ApplyResult {
-        let record = match self.state.load() {
+        let record = match self.load_record() {
             Ok(r) => r,
             Err(e) => return fail(request, FailureKind::Internal, e.to_string(), started),
         };
@@ -190,7 +218,8 @@ impl Applier {
                 commands_done: done as u32,
             })
         };
-        report(ApplyPhase::Planning, "planning", 0, 0);
+        // Progress is reported from the commit on: planning is quick, and a no-change answer
+        // should cost one frame, not two.
         if let Err(e) = self.backend.ready().await {
             return fail(request, e.kind, e.message, started);
         }
@@ -427,6 +456,14 @@ impl Applier {
         revision: &Revision,
         record: &AppliedRecord,
     ) -> Result<(), String> {
+        let unchanged = record.revision.as_ref().is_some_and(|r| r.id == revision.id && r.digest == revision.digest)
+            && record.desired_config == request.desired_config
+            && record.managed_scopes == request.managed_scopes
+            && record.last_failure.as_ref().is_none_or(|f| f.revision_id != revision.id);
+        if unchanged {
+            // Nothing new to make durable (a forced re-apply that changed nothing).
+            return Ok(());
+        }
         let mut next = record.clone();
         next.revision = Some(RevisionRecord::from(revision));
         next.desired_config = request.desired_config.clone();
@@ -436,7 +473,7 @@ impl Applier {
         if next.last_failure.as_ref().is_some_and(|f| f.revision_id == revision.id) {
             next.last_failure = None;
         }
-        self.state.save(&next).map_err(|e| e.to_string())
+        self.save_record(&next).map_err(|e| e.to_string())
     }
 
     fn record_failure(&self, revision: &Revision, outcome: ApplyOutcome, error: &str) {
@@ -447,7 +484,7 @@ impl Applier {
             error: error.to_owned(),
             at: unix_now(),
         });
-        if let Err(e) = self.state.save(&record) {
+        if let Err(e) = self.save_record(&record) {
             tracing::error!(error = %e, "cannot record the failed revision");
         }
     }

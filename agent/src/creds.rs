@@ -104,6 +104,43 @@ impl Creds {
         Ok(Request { key_pem: key.serialize_pem(), csr_der: csr.der().to_vec() })
     }
 
+    /// A key and CSR for enrollment. The key is kept in `pending-key.pem` until the
+    /// certificate is stored, so a retry after a lost answer presents the same key (and the
+    /// operator can serve the answer again).
+    pub fn enrollment_request(&self, id: &RouterId) -> Result<Request, CredsError> {
+        let path = self.dir.join("pending-key.pem");
+        if let Ok(key_pem) = std::fs::read_to_string(&path)
+            && let Ok(key) = KeyPair::from_pem(&key_pem)
+        {
+            let mut params = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, id.to_string());
+            params.distinguished_name = dn;
+            let csr = params.serialize_request(&key).map_err(|e| self.err("pending-key.pem", e.to_string()))?;
+            return Ok(Request { key_pem, csr_der: csr.der().to_vec() });
+        }
+        let request = Creds::request(id)?;
+        create_private_dir(&self.dir).map_err(|e| self.err("", e.to_string()))?;
+        write_atomic(&path, request.key_pem.as_bytes(), 0o600)
+            .map_err(|e| self.err("pending-key.pem", e.to_string()))?;
+        Ok(request)
+    }
+
+    /// Forgets the pending enrollment key (after the certificate was stored).
+    pub fn clear_pending(&self) {
+        let _ = std::fs::remove_file(self.dir.join("pending-key.pem"));
+    }
+
+    /// Records the hash of a spent token.
+    pub fn mark_token_spent(&self, token: &str) {
+        let _ = write_atomic(&self.dir.join("spent-token.sha256"), token_hash(token).as_bytes(), 0o600);
+    }
+
+    /// Whether this token was already spent by this agent.
+    pub fn token_spent(&self, token: &str) -> bool {
+        std::fs::read_to_string(self.dir.join("spent-token.sha256")).is_ok_and(|h| h.trim() == token_hash(token))
+    }
+
     /// Loads the key, certificate and CA bundle; `Ok(None)` when the router has not enrolled.
     pub fn load(&self) -> Result<Option<Loaded>, CredsError> {
         let identity = match std::fs::read_to_string(self.dir.join("identity.pem")) {
@@ -147,6 +184,11 @@ impl Creds {
     }
 }
 
+fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.trim().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The first PEM block of a given label (a label ending in `PRIVATE KEY` matches any key type).
 fn extract(text: &str, label: &str) -> Option<String> {
     let mut out = String::new();
@@ -172,8 +214,19 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
-/// Writes a file atomically: a temporary file in the same directory, fsync, rename.
+/// Writes a file atomically (temporary file, rename) without syncing to disk: readers and
+/// crashed processes never see a partial file, but a power loss may lose the last write.
+pub fn write_replace(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    write_file(path, data, mode, false)
+}
+
+/// Writes a file atomically and durably: a temporary file in the same directory, fsync,
+/// rename, fsync of the directory.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    write_file(path, data, mode, true)
+}
+
+fn write_file(path: &Path, data: &[u8], mode: u32, durable: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -181,10 +234,12 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
     {
         let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
+    if durable && let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())

@@ -14,6 +14,7 @@ pub mod config;
 pub mod creds;
 pub mod session;
 pub mod simulate;
+pub mod slots;
 pub mod state;
 pub mod transport;
 

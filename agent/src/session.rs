@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -83,6 +84,10 @@ fn msg(m: agent_message::Msg) -> AgentMessage {
     AgentMessage { msg: Some(m) }
 }
 
+fn boxed(m: agent_message::Msg) -> Box<AgentMessage> {
+    Box::new(msg(m))
+}
+
 fn duration_of(d: &Option<prost_types::Duration>, default: Duration) -> Duration {
     d.as_ref()
         .filter(|d| d.seconds >= 0 && d.nanos >= 0 && (d.seconds > 0 || d.nanos > 0))
@@ -92,7 +97,8 @@ fn duration_of(d: &Option<prost_types::Duration>, default: Duration) -> Duration
 
 /// Runs one session to its end.
 pub(crate) async fn run(mut cx: Context<'_>) -> SessionEnd {
-    let (out_tx, out_rx) = mpsc::channel::<AgentMessage>(64);
+    // Boxed frames keep the queue's slots small (thousands of simulated agents per process).
+    let (out_tx, out_rx) = mpsc::channel::<Box<AgentMessage>>(64);
     let os = cx.backend.os_info().await;
     let mut capabilities: Vec<String> = [
         caps::APPLY_V1,
@@ -119,12 +125,12 @@ pub(crate) async fn run(mut cx: Context<'_>) -> SessionEnd {
         agent_started_at: Some(SystemTime::now().into()),
     };
     // The first frame is queued before the call: the operator reads Hello before answering.
-    let _ = out_tx.try_send(msg(agent_message::Msg::Hello(hello)));
+    let _ = out_tx.try_send(boxed(agent_message::Msg::Hello(hello)));
     let mut client = transport::client(cx.channel.clone());
     // The operator answers after reading Hello; a silent path must not hang the agent.
     let response = tokio::select! {
         _ = cx.shutdown.cancelled() => return SessionEnd::Shutdown,
-        r = tokio::time::timeout(Duration::from_secs(30), client.connect(ReceiverStream::new(out_rx))) => match r {
+        r = tokio::time::timeout(Duration::from_secs(30), client.connect(ReceiverStream::new(out_rx).map(|m| *m))) => match r {
             Ok(r) => r,
             Err(_) => return SessionEnd::Error("no answer to Hello within 30s".to_owned()),
         },
@@ -188,7 +194,7 @@ pub(crate) async fn run(mut cx: Context<'_>) -> SessionEnd {
                 let Some(m) = frame.msg else { continue };
                 match m {
                     controller_message::Msg::Ping(p) => {
-                        let _ = out_tx.try_send(msg(agent_message::Msg::Pong(Pong { seq: p.seq })));
+                        let _ = out_tx.try_send(boxed(agent_message::Msg::Pong(Pong { seq: p.seq })));
                     }
                     controller_message::Msg::Pong(p) => {
                         let (done, rest): (Vec<_>, Vec<_>) = proofs.drain(..).partition(|(s, _)| *s <= p.seq);
@@ -200,7 +206,7 @@ pub(crate) async fn run(mut cx: Context<'_>) -> SessionEnd {
                     controller_message::Msg::Apply(request) => {
                         let request_id = request.request_id.clone();
                         if cx.apply_tx.try_send(request).is_err() {
-                            let _ = out_tx.try_send(msg(agent_message::Msg::Rejected(Rejected {
+                            let _ = out_tx.try_send(boxed(agent_message::Msg::Rejected(Rejected {
                                 request_id,
                                 reason: "too many applies queued on the agent".to_owned(),
                             })));
@@ -250,7 +256,7 @@ pub(crate) async fn run(mut cx: Context<'_>) -> SessionEnd {
                 }
             }
             Some(m) = cx.outbox_rx.recv() => {
-                if tokio::time::timeout(Duration::from_secs(10), out_tx.send(m)).await.map(|r| r.is_err()).unwrap_or(true) {
+                if tokio::time::timeout(Duration::from_secs(10), out_tx.send(Box::new(m))).await.map(|r| r.is_err()).unwrap_or(true) {
                     return SessionEnd::Error("the operator stopped reading".to_owned());
                 }
             }
@@ -258,7 +264,7 @@ pub(crate) async fn run(mut cx: Context<'_>) -> SessionEnd {
                 SessionCmd::Prove(tx) => {
                     ping_seq += 1;
                     proofs.push((ping_seq, tx));
-                    let _ = out_tx.try_send(msg(agent_message::Msg::Ping(Ping { seq: ping_seq, sent_at: Some(SystemTime::now().into()) })));
+                    let _ = out_tx.try_send(boxed(agent_message::Msg::Ping(Ping { seq: ping_seq, sent_at: Some(SystemTime::now().into()) })));
                 }
             },
             _ = watchdog.tick() => {
@@ -269,7 +275,7 @@ pub(crate) async fn run(mut cx: Context<'_>) -> SessionEnd {
             _ = status_timer.tick() => {
                 if let Ok(mut report) = cx.backend.status().await {
                     report.last_applied = cx.applier.last_applied();
-                    let _ = out_tx.try_send(msg(agent_message::Msg::Status(report)));
+                    let _ = out_tx.try_send(boxed(agent_message::Msg::Status(report)));
                 }
             }
             _ = drift_timer.tick() => send_drift(&cx, &out_tx, DriftSource::Periodic).await,
@@ -284,7 +290,7 @@ pub(crate) async fn run(mut cx: Context<'_>) -> SessionEnd {
                     Ok(req) => {
                         let request_id = format!("renew-{}", unix_now());
                         renewal = Some((request_id.clone(), req.key_pem));
-                        let _ = out_tx.try_send(msg(agent_message::Msg::RenewCertificate(RenewCertificateRequest { request_id, csr_der: req.csr_der })));
+                        let _ = out_tx.try_send(boxed(agent_message::Msg::RenewCertificate(RenewCertificateRequest { request_id, csr_der: req.csr_der })));
                     }
                     Err(e) => tracing::error!(error = %e, "cannot make a key for renewal"),
                 }
@@ -294,10 +300,10 @@ pub(crate) async fn run(mut cx: Context<'_>) -> SessionEnd {
     }
 }
 
-async fn send_drift(cx: &Context<'_>, out: &mpsc::Sender<AgentMessage>, source: DriftSource) {
+async fn send_drift(cx: &Context<'_>, out: &mpsc::Sender<Box<AgentMessage>>, source: DriftSource) {
     match cx.applier.drift(source).await {
         Ok(Some(report)) => {
-            let _ = out.try_send(msg(agent_message::Msg::Drift(report)));
+            let _ = out.try_send(boxed(agent_message::Msg::Drift(report)));
         }
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "drift check failed"),

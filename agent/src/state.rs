@@ -1,4 +1,5 @@
-//! The agent's durable record of what it applied (`applied.json` in the state directory).
+//! The agent's durable record of what it applied (`applied.a`/`applied.b` in the state
+//! directory, see [`crate::slots`]).
 //!
 //! It survives agent restarts and reboots, so the agent can (1) acknowledge a revision it
 //! already runs without touching the router, (2) compute Merge-policy removals against the
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use vrouter_proto::v1::Revision;
 
-use crate::creds::write_atomic;
+use crate::slots::SlotFile;
 
 /// A revision as recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,10 +72,11 @@ pub struct AppliedRecord {
     pub last_failure: Option<FailureRecord>,
 }
 
-/// Reads and writes `applied.json`.
-#[derive(Debug, Clone)]
+/// Reads and writes the record (`applied.a` / `applied.b`: JSON in a durable two-slot file).
+#[derive(Debug)]
 pub struct StateFile {
-    path: PathBuf,
+    slots: SlotFile,
+    dir: PathBuf,
 }
 
 /// A state-file problem.
@@ -88,30 +90,31 @@ pub struct StateError {
 }
 
 impl StateFile {
-    /// The record in `dir/applied.json`.
+    /// The record in `dir`.
     pub fn new(dir: &Path) -> Self {
-        StateFile { path: dir.join("applied.json") }
+        StateFile { slots: SlotFile::new(dir, "applied", true, 0o600), dir: dir.to_owned() }
     }
 
-    /// Loads the record; an absent file is an empty record. A corrupt file is an error (never
+    fn err(&self, message: String) -> StateError {
+        StateError { path: self.dir.join("applied.{a,b}").display().to_string(), message }
+    }
+
+    /// Loads the record; an absent file is an empty record. A corrupt one is an error (never
     /// silently treated as "nothing applied", which would turn Merge removals off).
     pub fn load(&self) -> Result<AppliedRecord, StateError> {
-        match std::fs::read(&self.path) {
-            Ok(data) => serde_json::from_slice(&data)
-                .map_err(|e| StateError { path: self.path.display().to_string(), message: format!("corrupt: {e}") }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AppliedRecord::default()),
-            Err(e) => Err(StateError { path: self.path.display().to_string(), message: e.to_string() }),
+        match self.slots.load() {
+            Ok(Some(data)) => serde_json::from_slice(&data).map_err(|e| self.err(format!("corrupt: {e}"))),
+            Ok(None) => Ok(AppliedRecord::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(self.err(format!("corrupt: {e}"))),
+            Err(e) => Err(self.err(e.to_string())),
         }
     }
 
-    /// Saves the record atomically.
+    /// Saves the record durably.
     pub fn save(&self, record: &AppliedRecord) -> Result<(), StateError> {
-        let err = |message: String| StateError { path: self.path.display().to_string(), message };
-        if let Some(dir) = self.path.parent() {
-            crate::creds::create_private_dir(dir).map_err(|e| err(e.to_string()))?;
-        }
-        let data = serde_json::to_vec_pretty(record).map_err(|e| err(e.to_string()))?;
-        write_atomic(&self.path, &data, 0o600).map_err(|e| err(e.to_string()))
+        crate::creds::create_private_dir(&self.dir).map_err(|e| self.err(e.to_string()))?;
+        let data = serde_json::to_vec_pretty(record).map_err(|e| self.err(e.to_string()))?;
+        self.slots.store(&data).map_err(|e| self.err(e.to_string()))
     }
 }
 
@@ -131,7 +134,11 @@ mod tests {
         };
         f.save(&r).unwrap();
         assert_eq!(f.load().unwrap(), r);
-        std::fs::write(tmp.path().join("applied.json"), b"{").unwrap();
-        assert!(f.load().unwrap_err().message.contains("corrupt"));
+        for slot in ["applied.a", "applied.b"] {
+            if tmp.path().join(slot).exists() {
+                std::fs::write(tmp.path().join(slot), b"{").unwrap();
+            }
+        }
+        assert!(StateFile::new(tmp.path()).load().unwrap_err().message.contains("corrupt"));
     }
 }

@@ -119,7 +119,7 @@ pub async fn enroll(
     token: &str,
     creds: &Creds,
 ) -> Result<Loaded, TransportError> {
-    let request = Creds::request(id)?;
+    let request = creds.enrollment_request(id)?;
     let channel = connect(config, ca_pem, None).await?;
     let mut request_with_deadline = tonic::Request::new(EnrollRequest {
         token: token.trim().to_owned(),
@@ -134,5 +134,7 @@ pub async fn enroll(
         .map_err(|s| TransportError::EnrollRefused(s.message().to_owned()))?
         .into_inner();
     creds.store(&request.key_pem, &response.certificate_pem, &response.ca_bundle_pem)?;
+    creds.clear_pending();
+    creds.mark_token_spent(token);
     creds.load()?.ok_or_else(|| TransportError::EnrollRefused("credentials vanished after storing them".to_owned()))
 }

@@ -10,7 +10,16 @@ pub mod v1 {
 }
 
 pub mod caps;
+pub mod codec;
 pub mod identity;
+
+/// The same protocol compiled with tonic's default codec: only for benchmarks that compare the
+/// agent stream against a bare tonic stream. Not part of the API.
+#[doc(hidden)]
+pub mod baseline {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    include!(concat!(env!("OUT_DIR"), "/baseline/vrouter.agent.v1.rs"));
+}
 
 pub use identity::{IdentityError, RouterId};
 pub use prost;

@@ -1,9 +1,11 @@
 //! The simulated router: its configuration is a config.boot file, changed through the `vyos`
 //! crate with the same semantics the real backend has.
 //!
-//! Files under `<state>/sim/`: `active.boot` (running configuration), `config.boot` (saved boot
-//! configuration, VyOS's factory default at first start), `commits.log` (one line per commit:
-//! Unix time, source, comment — tests count commits with it). All writes are atomic.
+//! Files under `<state>/sim/`: the running and saved configurations in two-slot files
+//! (`running.{a,b}`, `saved.{a,b}`, see [`crate::slots`]; the saved one starts as VyOS's factory
+//! default), readable copies `active.boot` and `config.boot`, and `commits.log` (one line per
+//! commit: Unix time, source, comment — tests count commits with it). A simulator needs no
+//! fsync: its files survive process crashes, not power loss.
 //!
 //! Knobs (from the agent configuration, adjustable at run time through [`SimControl`]):
 //! commit latency; paths whose commits fail entirely; paths whose subtrees fail in an otherwise
@@ -24,7 +26,8 @@ use vyos_config::{Command, Config, Schema, Tree, apply_commands, digest};
 
 use super::{Backend, BackendError, BackendEvent, CommitOptions, CommitReport, touches};
 use crate::config::SimConfig;
-use crate::creds::{create_private_dir, unix_now, write_atomic};
+use crate::creds::{create_private_dir, unix_now};
+use crate::slots::SlotFile;
 
 /// A factory-default configuration, modelled on VyOS's own.
 pub const FACTORY_DEFAULT: &str = "\
@@ -120,8 +123,12 @@ struct Pending {
 
 struct Inner {
     dir: PathBuf,
+    running_slots: SlotFile,
+    saved_slots: SlotFile,
     knobs: Mutex<SimKnobs>,
     active: tokio::sync::Mutex<Tree>,
+    /// Whether the running configuration differs from the saved one.
+    unsaved: std::sync::atomic::AtomicBool,
     pending: Mutex<Option<Pending>>,
     events: broadcast::Sender<BackendEvent>,
     net: watch::Sender<bool>,
@@ -153,17 +160,32 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> BackendError {
     BackendError::new(FailureKind::Internal, format!("{}: {e}", path.display()))
 }
 
-fn read_config(path: &Path) -> Result<Option<Tree>, BackendError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Config::parse(&text).map(|c| Some(c.tree)).map_err(|e| io_err(path, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(path, e)),
+fn read_config(slots: &SlotFile, dir: &Path, name: &str) -> Result<Option<Tree>, BackendError> {
+    let path = dir.join(name);
+    match slots.load() {
+        Ok(Some(bytes)) => {
+            let text = String::from_utf8(bytes).map_err(|e| io_err(&path, e))?;
+            Config::parse(&text).map(|c| Some(c.tree)).map_err(|e| io_err(&path, e))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(io_err(&path, e)),
     }
 }
 
-fn write_config(path: &Path, tree: &Tree) -> Result<(), BackendError> {
-    let text = Config { tree: tree.clone(), footer: None }.render();
-    write_atomic(path, text.as_bytes(), 0o644).map_err(|e| io_err(path, e))
+/// Stores a configuration in its slots and refreshes the readable copy (written in place: no
+/// file is created per write, which matters when thousands of simulated routers commit).
+fn write_config(slots: &SlotFile, mirror: &Path, tree: &Tree) -> Result<(), BackendError> {
+    let text = vyos_config::render_config(tree, vyos_config::RenderOptions::default());
+    slots.store(text.as_bytes()).map_err(|e| io_err(mirror, e))?;
+    write_in_place(mirror, text.as_bytes()).map_err(|e| io_err(mirror, e))
+}
+
+fn write_in_place(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+    f.seek(std::io::SeekFrom::Start(0))?;
+    f.write_all(data)?;
+    f.set_len(data.len() as u64)
 }
 
 impl SimBackend {
@@ -171,34 +193,37 @@ impl SimBackend {
     pub fn open(state_dir: &Path, config: &SimConfig) -> Result<Self, BackendError> {
         let dir = state_dir.join("sim");
         create_private_dir(&dir).map_err(|e| io_err(&dir, e))?;
-        let saved_path = dir.join("config.boot");
-        let saved = match read_config(&saved_path)? {
+        let saved_slots = SlotFile::new(&dir, "saved", false, 0o644);
+        let running_slots = SlotFile::new(&dir, "running", false, 0o644);
+        let saved = match read_config(&saved_slots, &dir, "saved")? {
             Some(t) => t,
             None => {
-                let t = Config::parse(FACTORY_DEFAULT).map(|c| c.tree).map_err(|e| io_err(&saved_path, e))?;
-                write_config(&saved_path, &t)?;
+                let t = Config::parse(FACTORY_DEFAULT).map(|c| c.tree).map_err(|e| io_err(&dir, e))?;
+                write_config(&saved_slots, &dir.join("config.boot"), &t)?;
                 t
             }
         };
-        // A fresh start of the simulator is a boot: the running config is the saved one unless
-        // an active file survives (an agent restart is not a reboot).
-        let active_path = dir.join("active.boot");
-        let active = match read_config(&active_path)? {
+        // An agent restart is not a reboot: the running configuration survives it.
+        let active = match read_config(&running_slots, &dir, "running")? {
             Some(t) => t,
             None => {
-                write_config(&active_path, &saved)?;
-                saved
+                write_config(&running_slots, &dir.join("active.boot"), &saved)?;
+                saved.clone()
             }
         };
         let commits = std::fs::read_to_string(dir.join("commits.log")).map(|t| t.lines().count() as u64).unwrap_or(0);
+        let unsaved = digest(&active) != digest(&saved);
         let (events, _) = broadcast::channel(64);
         let (net, _) = watch::channel(true);
         let hostname = config.hostname.clone().unwrap_or_else(|| "vyos-sim".to_owned());
         Ok(SimBackend {
             inner: Arc::new(Inner {
                 dir,
+                running_slots,
+                saved_slots,
                 knobs: Mutex::new(SimKnobs::from(config)),
                 active: tokio::sync::Mutex::new(active),
+                unsaved: std::sync::atomic::AtomicBool::new(unsaved),
                 pending: Mutex::new(None),
                 events,
                 net,
@@ -240,7 +265,7 @@ impl SimControl {
         let mut next = active.clone();
         apply_commands(&mut next, commands, Schema::vyos())
             .map_err(|e| BackendError::new(FailureKind::Validation, e.to_string()))?;
-        write_config(&self.inner.dir.join("active.boot"), &next)?;
+        write_config(&self.inner.running_slots, &self.inner.dir.join("active.boot"), &next)?;
         *active = next;
         drop(active);
         record_commit(&self.inner, "manual", "console");
@@ -256,6 +281,7 @@ impl SimControl {
 
 fn record_commit(inner: &Inner, source: &str, comment: &str) {
     inner.commits.fetch_add(1, Ordering::SeqCst);
+    inner.unsaved.store(true, Ordering::SeqCst);
     let path = inner.dir.join("commits.log");
     let line = format!("{} {} {}\n", unix_now(), source, comment.replace('\n', " "));
     use std::io::Write;
@@ -339,7 +365,7 @@ impl Backend for SimBackend {
             });
             *pending = Some(Pending { before: active.clone(), timer });
         }
-        write_config(&self.inner.dir.join("active.boot"), &next)?;
+        write_config(&self.inner.running_slots, &self.inner.dir.join("active.boot"), &next)?;
         *active = next;
         drop(active);
         record_commit(&self.inner, "agent", &options.comment);
@@ -365,13 +391,14 @@ impl Backend for SimBackend {
     }
 
     async fn save(&self) -> Result<(), BackendError> {
-        let active = self.inner.active.lock().await.clone();
-        write_config(&self.inner.dir.join("config.boot"), &active)
+        let active = self.inner.active.lock().await;
+        write_config(&self.inner.saved_slots, &self.inner.dir.join("config.boot"), &active)?;
+        self.inner.unsaved.store(false, Ordering::SeqCst);
+        Ok(())
     }
 
     async fn saved(&self) -> Result<bool, BackendError> {
-        let saved = read_config(&self.inner.dir.join("config.boot"))?.unwrap_or_default();
-        Ok(digest(&saved) == digest(&*self.inner.active.lock().await))
+        Ok(!self.inner.unsaved.load(Ordering::SeqCst))
     }
 
     async fn status(&self) -> Result<StatusReport, BackendError> {
@@ -425,7 +452,7 @@ async fn revert(inner: &Arc<Inner>) {
     let pending = inner.pending.lock().ok().and_then(|mut p| p.take());
     let Some(pending) = pending else { return };
     let mut active = inner.active.lock().await;
-    if write_config(&inner.dir.join("active.boot"), &pending.before).is_ok() {
+    if write_config(&inner.running_slots, &inner.dir.join("active.boot"), &pending.before).is_ok() {
         *active = pending.before;
     }
     drop(active);

@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
@@ -157,11 +158,11 @@ impl AgentService for Service {
         hub.register(session.clone());
         let welcome = Welcome { recorded_applied: session.applied(), ..welcome };
         // Capacity is at least 4 and the queue is new: this cannot be full.
-        let _ = tx.try_send(Ok(ControllerMessage { msg: Some(controller_message::Msg::Welcome(welcome)) }));
+        let _ = tx.try_send(Box::new(ControllerMessage { msg: Some(controller_message::Msg::Welcome(welcome)) }));
         tracing::info!(router = %id, epoch, version = %hello.agent_version, "agent connected");
         hub.emit(HubEvent::Connected { id, epoch, hello: Box::new(hello) });
         tokio::spawn(session::run(hub.clone(), session, inbound));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|m| Ok(*m)))))
     }
 }
 

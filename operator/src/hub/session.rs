@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tonic::{Status, Streaming};
+use tonic::Streaming;
 use vrouter_proto::RouterId;
 use vrouter_proto::v1::{
     AgentMessage, ApplyResult, Close, CloseCode, ControllerMessage, Hello, Ping, Pong, RenewCertificateResponse,
@@ -49,7 +49,9 @@ pub(crate) struct Session {
     since: SystemTime,
     /// Milliseconds since hub start when the agent was last heard from.
     last_seen_ms: AtomicU64,
-    tx: mpsc::Sender<Result<ControllerMessage, Status>>,
+    /// Frames for the agent, boxed: the queue's slots stay pointer-sized (the message enum is
+    /// hundreds of bytes, and every session holds a queue).
+    tx: mpsc::Sender<Box<ControllerMessage>>,
     pending: Mutex<HashMap<String, Pending>>,
     applied: Mutex<Option<Revision>>,
     cancel: CancellationToken,
@@ -62,7 +64,7 @@ impl Session {
         epoch: u64,
         serial: String,
         hello: Hello,
-        tx: mpsc::Sender<Result<ControllerMessage, Status>>,
+        tx: mpsc::Sender<Box<ControllerMessage>>,
         started: Instant,
     ) -> Self {
         let applied = hello.last_applied.clone().filter(|r| !r.id.is_empty());
@@ -131,7 +133,7 @@ impl Session {
         if self.cancel.is_cancelled() {
             return false;
         }
-        self.tx.send(Ok(message)).await.is_ok()
+        self.tx.send(Box::new(message)).await.is_ok()
     }
 
     /// Ends the session: the stream task sends `Close` and stops.
@@ -176,7 +178,7 @@ pub(crate) async fn run(hub: Hub, session: Arc<Session>, mut inbound: Streaming<
                     .unwrap_or((CloseCode::Shutdown, "closed".to_owned()));
                 let close = ControllerMessage { msg: Some(controller_message::Msg::Close(Close { code: code as i32, reason: reason.clone() })) };
                 // Best effort: the agent may already be gone.
-                let _ = session.tx.try_send(Ok(close));
+                let _ = session.tx.try_send(Box::new(close));
                 break reason;
             }
             frame = inbound.message() => match frame {
@@ -200,7 +202,7 @@ pub(crate) async fn run(hub: Hub, session: Arc<Session>, mut inbound: Streaming<
                             code: CloseCode::ProtocolError as i32,
                             reason: format!("frame refused: {}", status.message()),
                         })) };
-                        let _ = session.tx.try_send(Ok(close));
+                        let _ = session.tx.try_send(Box::new(close));
                     }
                     break format!("stream error: {}", status.message());
                 }
@@ -213,7 +215,7 @@ pub(crate) async fn run(hub: Hub, session: Arc<Session>, mut inbound: Streaming<
                         code: CloseCode::HeartbeatTimeout as i32,
                         reason: "heartbeat deadline missed".to_owned(),
                     })) };
-                    let _ = session.tx.try_send(Ok(close));
+                    let _ = session.tx.try_send(Box::new(close));
                     break "heartbeat deadline missed".to_owned();
                 }
                 seq += 1;
@@ -222,7 +224,7 @@ pub(crate) async fn run(hub: Hub, session: Arc<Session>, mut inbound: Streaming<
                     sent_at: Some(SystemTime::now().into()),
                 })) };
                 // A full queue means the agent is not reading; the deadline above will catch it.
-                let _ = session.tx.try_send(Ok(ping));
+                let _ = session.tx.try_send(Box::new(ping));
             }
         }
     };
@@ -243,7 +245,7 @@ async fn handle(hub: &Hub, session: &Session, message: AgentMessage) -> Result<(
         agent_message::Msg::Pong(_) => {}
         agent_message::Msg::Ping(p) => {
             let pong = ControllerMessage { msg: Some(controller_message::Msg::Pong(Pong { seq: p.seq })) };
-            let _ = session.tx.try_send(Ok(pong));
+            let _ = session.tx.try_send(Box::new(pong));
         }
         agent_message::Msg::ApplyProgress(_) => {}
         agent_message::Msg::ApplyResult(result) => match session.take_pending(&result.request_id) {
@@ -302,7 +304,7 @@ async fn handle(hub: &Hub, session: &Session, message: AgentMessage) -> Result<(
                 }
             };
             let msg = ControllerMessage { msg: Some(controller_message::Msg::Certificate(response)) };
-            if session.tx.send(Ok(msg)).await.is_err() {
+            if session.tx.send(Box::new(msg)).await.is_err() {
                 return Err("session closed".to_owned());
             }
         }

@@ -12,7 +12,6 @@
 
 pub mod store;
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +32,13 @@ const CA_CERT: &str = "ca.crt";
 const CA_KEY: &str = "ca.key";
 const SERVER_CERT: &str = "server.crt";
 const SERVER_KEY: &str = "server.key";
-const STATE: &str = "state.json";
+/// Marks a PKI that has been in use: with the CA present and this missing, the registry was
+/// lost (refuse to start rather than refuse every router later).
+const REGISTRY_MARKER: &str = "registry";
+/// Item prefixes: one small item per token and per enrolled router, so an enrollment rewrites
+/// a few hundred bytes, not the whole fleet's records.
+const TOKEN_PREFIX: &str = "token-";
+const ROUTER_PREFIX: &str = "router-";
 
 /// Largest CSR accepted.
 pub const MAX_CSR_BYTES: usize = 16 * 1024;
@@ -175,14 +180,6 @@ pub struct IssuedCert {
     pub serial: String,
 }
 
-#[derive(Serialize, Deserialize, Default, Debug, Clone)]
-struct PkiState {
-    #[serde(default)]
-    tokens: BTreeMap<String, TokenRecord>,
-    #[serde(default)]
-    identities: BTreeMap<String, IdentityRecord>,
-}
-
 #[derive(Serialize, Deserialize, Debug, Clone)]
 struct TokenRecord {
     identity: String,
@@ -190,6 +187,10 @@ struct TokenRecord {
     expires_at: i64,
     #[serde(default)]
     used_at: Option<i64>,
+    /// SHA-256 of the public key that redeemed the token: a retry with the same key (the
+    /// answer to the first attempt was lost) is served again.
+    #[serde(default)]
+    key_hash: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -224,13 +225,22 @@ pub struct Pki {
     ca_pem: String,
     issuer: Issuer<'static, KeyPair>,
     server: ServerIdentity,
-    /// The last state read or written, and when; refreshed from the store when older than
-    /// [`STATE_CACHE`] (another process may have issued tokens or revoked routers).
-    cache: std::sync::Mutex<(PkiState, std::time::Instant)>,
+    /// Router records as last read or written, and when; re-read from the store when older than
+    /// [`STATE_CACHE`] (another process may have revoked or renewed).
+    cache: std::sync::Mutex<std::collections::HashMap<String, (Option<IdentityRecord>, std::time::Instant)>>,
 }
 
-/// How long the verification cache of the enrollment state is trusted.
+/// How long a cached router record is trusted.
 const STATE_CACHE: Duration = Duration::from_secs(2);
+
+fn token_item(hash: &str) -> String {
+    format!("{TOKEN_PREFIX}{hash}")
+}
+
+/// `router-<namespace>_<name>`: `_` cannot occur in either part.
+fn router_item(id: &RouterId) -> String {
+    format!("{ROUTER_PREFIX}{}_{}", id.namespace(), id.name())
+}
 
 impl std::fmt::Debug for Pki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -303,31 +313,20 @@ impl Pki {
                 return Err(corrupt(s, format!("{CA_KEY} exists but {CA_CERT} is missing; restore it")));
             }
         };
-        let state = match s.load(STATE).await? {
-            None => {
-                if s.load(SERVER_CERT).await?.is_some() {
-                    // A CA that issued certificates but lost its state would refuse every router;
-                    // say so instead of starting with an empty registry.
-                    return Err(corrupt(s, format!("{STATE} is missing while the CA has been in use; restore it")));
-                }
-                PkiState::default()
+        if s.load(REGISTRY_MARKER).await?.is_none() {
+            if s.load(SERVER_CERT).await?.is_some() {
+                // A CA that issued certificates but lost its registry would refuse every router;
+                // say so instead of starting empty.
+                return Err(corrupt(
+                    s,
+                    format!("{REGISTRY_MARKER} is missing while the CA has been in use; restore the PKI state"),
+                ));
             }
-            Some(data) => serde_json::from_slice(&data).map_err(|e| corrupt(s, format!("{STATE}: {e}")))?,
-        };
+            s.save(REGISTRY_MARKER, b"vrouter pki registry v1\n").await?;
+        }
         let server = load_or_issue_server(s, &config, &ca_pem, &issuer).await?;
-        let pki = Pki {
-            store,
-            config,
-            ca_pem,
-            issuer,
-            server,
-            cache: std::sync::Mutex::new((state, std::time::Instant::now())),
-        };
-        // Persist the state so a later start can tell "fresh" from "lost".
-        pki.transact(|_| Ok(())).await.map_err(|e| match e {
-            EnrollError::Pki(p) => p,
-            other => corrupt(pki.store.as_ref(), other.to_string()),
-        })?;
+        let pki = Pki { store, config, ca_pem, issuer, server, cache: std::sync::Mutex::new(Default::default()) };
+        pki.purge_tokens().await;
         Ok(pki)
     }
 
@@ -346,70 +345,89 @@ impl Pki {
         &self.config
     }
 
-    /// Read-modify-write of the enrollment state through the store (safe against other
-    /// processes using the same store). `f` may run more than once.
-    async fn transact<R: Send>(
+    /// Read-modify-write of one JSON item through the store (safe against other processes
+    /// using it). `f` gets the current record (if any) and returns the new one (`None`: delete
+    /// nothing, write nothing) and a result. `f` may run more than once.
+    async fn update_item<T, R>(
         &self,
-        mut f: impl FnMut(&mut PkiState) -> Result<R, EnrollError> + Send,
-    ) -> Result<R, EnrollError> {
+        item: &str,
+        mut f: impl FnMut(Option<T>) -> Result<(Option<T>, R), EnrollError> + Send,
+    ) -> Result<R, EnrollError>
+    where
+        T: Serialize + for<'de> Deserialize<'de> + Send,
+        R: Send,
+    {
         let mut outcome: Option<Result<R, EnrollError>> = None;
-        let mut written: Option<PkiState> = None;
         let describe = self.store.describe();
         self.store
-            .update(STATE, &mut |current: Option<Vec<u8>>| {
-                let mut state: PkiState = match current {
-                    Some(data) => serde_json::from_slice(&data).map_err(|e| StoreError {
-                        item: format!("{describe}: {STATE}"),
+            .update(item, &mut |current: Option<Vec<u8>>| {
+                let record: Option<T> = match current {
+                    Some(data) => Some(serde_json::from_slice(&data).map_err(|e| StoreError {
+                        item: format!("{describe}: {item}"),
                         message: format!("corrupt: {e}"),
-                    })?,
-                    None => PkiState::default(),
+                    })?),
+                    None => None,
                 };
-                match f(&mut state) {
-                    Ok(r) => {
-                        let data = serde_json::to_vec_pretty(&state)
-                            .map_err(|e| StoreError { item: STATE.to_owned(), message: e.to_string() })?;
+                match f(record) {
+                    Ok((next, r)) => {
                         outcome = Some(Ok(r));
-                        written = Some(state);
-                        Ok(Some(data))
+                        match next {
+                            Some(n) => Ok(Some(
+                                serde_json::to_vec_pretty(&n)
+                                    .map_err(|e| StoreError { item: item.to_owned(), message: e.to_string() })?,
+                            )),
+                            None => Ok(None),
+                        }
                     }
                     Err(e) => {
                         outcome = Some(Err(e));
-                        written = None;
                         Ok(None)
                     }
                 }
             })
             .await
             .map_err(|e| EnrollError::Pki(PkiError::Store(e)))?;
-        if let Some(state) = written
-            && let Ok(mut c) = self.cache.lock()
-        {
-            *c = (state, std::time::Instant::now());
-        }
-        outcome.unwrap_or_else(|| Err(EnrollError::Pki(corrupt(self.store.as_ref(), "state update did not run"))))
+        outcome.unwrap_or_else(|| {
+            Err(EnrollError::Pki(corrupt(self.store.as_ref(), format!("{item}: update did not run"))))
+        })
     }
 
-    /// The enrollment state, from the cache if it is fresh.
-    async fn current_state(&self) -> PkiState {
-        if let Ok(c) = self.cache.lock()
-            && c.1.elapsed() < STATE_CACHE
-        {
-            return c.0.clone();
+    fn cache_router(&self, id: &RouterId, record: Option<IdentityRecord>) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(id.to_string(), (record, std::time::Instant::now()));
         }
-        match self.store.load(STATE).await {
-            Ok(Some(data)) => match serde_json::from_slice::<PkiState>(&data) {
-                Ok(state) => {
-                    if let Ok(mut c) = self.cache.lock() {
-                        *c = (state.clone(), std::time::Instant::now());
-                    }
-                    state
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "enrollment state is corrupt; using the last good copy");
-                    self.cache.lock().map(|c| c.0.clone()).unwrap_or_default()
-                }
-            },
-            _ => self.cache.lock().map(|c| c.0.clone()).unwrap_or_default(),
+    }
+
+    /// A router's record, from the cache if fresh.
+    async fn router_record(&self, id: &RouterId) -> Result<Option<IdentityRecord>, PkiError> {
+        if let Ok(c) = self.cache.lock()
+            && let Some((record, at)) = c.get(&id.to_string())
+            && at.elapsed() < STATE_CACHE
+        {
+            return Ok(record.clone());
+        }
+        let record = match self.store.load(&router_item(id)).await? {
+            Some(data) => Some(
+                serde_json::from_slice::<IdentityRecord>(&data)
+                    .map_err(|e| corrupt(self.store.as_ref(), format!("{}: {e}", router_item(id))))?,
+            ),
+            None => None,
+        };
+        self.cache_router(id, record.clone());
+        Ok(record)
+    }
+
+    /// Deletes expired token records (kept a day past expiry, so a late retry gets a clear
+    /// message instead of "unknown").
+    async fn purge_tokens(&self) {
+        let Ok(items) = self.store.list(TOKEN_PREFIX).await else { return };
+        let limit = now().unix_timestamp() - 24 * 3600;
+        for item in items {
+            if let Ok(Some(data)) = self.store.load(&item).await
+                && serde_json::from_slice::<TokenRecord>(&data).is_ok_and(|t| t.expires_at < limit)
+            {
+                let _ = self.store.delete(&item).await;
+            }
         }
     }
 
@@ -424,18 +442,10 @@ impl Pki {
             created_at: created,
             expires_at: created.saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX)),
             used_at: None,
+            key_hash: None,
         };
-        let hash = sha256_hex(token.as_bytes());
-        self.transact(|state| {
-            purge_tokens(state, created);
-            state.tokens.insert(hash.clone(), record.clone());
-            Ok(())
-        })
-        .await
-        .map_err(|e| match e {
-            EnrollError::Pki(p) => p,
-            other => corrupt(self.store.as_ref(), other.to_string()),
-        })?;
+        let data = serde_json::to_vec_pretty(&record).map_err(|e| corrupt(self.store.as_ref(), e.to_string()))?;
+        self.store.save(&token_item(&sha256_hex(token.as_bytes())), &data).await?;
         Ok(token)
     }
 
@@ -444,12 +454,17 @@ impl Pki {
         let requested: RouterId =
             identity.parse().map_err(|e: vrouter_proto::IdentityError| EnrollError::BadIdentity(e.0))?;
         let public_key = parse_csr(csr_der)?;
-        let hash = sha256_hex(token.as_bytes());
-        self.transact(|state| {
-            let record = state.tokens.get(&hash).ok_or(EnrollError::UnknownToken)?;
+        let key_hash = sha256_hex(public_key.der_bytes());
+        let item = token_item(&sha256_hex(token.as_bytes()));
+        // 1. Claim the token (or recognise a retry with the same key).
+        self.update_item::<TokenRecord, ()>(&item, |current| {
+            let mut record = current.ok_or(EnrollError::UnknownToken)?;
             let at = now().unix_timestamp();
             if let Some(used) = record.used_at {
-                return Err(EnrollError::TokenUsed(format_time(used)));
+                // The same key again: the router never got the first answer. Serve it again.
+                if record.key_hash.as_deref() != Some(key_hash.as_str()) {
+                    return Err(EnrollError::TokenUsed(format_time(used)));
+                }
             }
             if record.expires_at <= at {
                 return Err(EnrollError::TokenExpired(format_time(record.expires_at)));
@@ -457,22 +472,26 @@ impl Pki {
             if record.identity != requested.to_string() {
                 return Err(EnrollError::WrongIdentity { requested: requested.to_string() });
             }
-            let issued = self.issue_client(&requested, &public_key).map_err(|e| EnrollError::Pki(e.into()))?;
-            if let Some(r) = state.tokens.get_mut(&hash) {
-                r.used_at = Some(at);
-            }
-            state.identities.insert(
-                requested.to_string(),
-                IdentityRecord {
-                    serials: vec![issued.serial.clone()],
-                    not_after: issued.not_after,
-                    enrolled_at: at,
-                    renewed_at: None,
-                },
-            );
-            Ok(issued)
+            record.used_at = record.used_at.or(Some(at));
+            record.key_hash = Some(key_hash.clone());
+            Ok((Some(record), ()))
         })
-        .await
+        .await?;
+        // 2. Issue and record. A crash in between is harmless: the retry with the same key
+        //    passes step 1 and lands here again.
+        let issued = self.issue_client(&requested, &public_key).map_err(|e| EnrollError::Pki(e.into()))?;
+        let at = now().unix_timestamp();
+        let record = IdentityRecord {
+            serials: vec![issued.serial.clone()],
+            not_after: issued.not_after,
+            enrolled_at: at,
+            renewed_at: None,
+        };
+        let data = serde_json::to_vec_pretty(&record)
+            .map_err(|e| EnrollError::Pki(corrupt(self.store.as_ref(), e.to_string())))?;
+        self.store.save(&router_item(&requested), &data).await.map_err(|e| EnrollError::Pki(e.into()))?;
+        self.cache_router(&requested, Some(record));
+        Ok(issued)
     }
 
     /// Issues a fresh certificate to an authenticated router (renewal over the stream). The
@@ -485,48 +504,62 @@ impl Pki {
     ) -> Result<IssuedCert, EnrollError> {
         let public_key = parse_csr(csr_der)?;
         let key = identity.to_string();
-        self.transact(|state| {
-            let record = state.identities.get_mut(&key).ok_or_else(|| EnrollError::NotEnrolled(key.clone()))?;
-            if !record.serials.iter().any(|s| s == presented_serial) {
-                return Err(EnrollError::NotEnrolled(key.clone()));
-            }
-            let issued = self.issue_client(identity, &public_key).map_err(|e| EnrollError::Pki(e.into()))?;
-            record.serials = vec![issued.serial.clone(), presented_serial.to_owned()];
-            record.not_after = issued.not_after;
-            record.renewed_at = Some(now().unix_timestamp());
-            Ok(issued)
-        })
-        .await
+        let (issued, record) = self
+            .update_item::<IdentityRecord, (IssuedCert, IdentityRecord)>(&router_item(identity), |current| {
+                let mut record = current.ok_or_else(|| EnrollError::NotEnrolled(key.clone()))?;
+                if !record.serials.iter().any(|s| s == presented_serial) {
+                    return Err(EnrollError::NotEnrolled(key.clone()));
+                }
+                let issued = self.issue_client(identity, &public_key).map_err(|e| EnrollError::Pki(e.into()))?;
+                record.serials = vec![issued.serial.clone(), presented_serial.to_owned()];
+                record.not_after = issued.not_after;
+                record.renewed_at = Some(now().unix_timestamp());
+                Ok((Some(record.clone()), (issued, record)))
+            })
+            .await?;
+        self.cache_router(identity, Some(record));
+        Ok(issued)
     }
 
-    /// Removes a router's identity: its certificates are refused from now on.
+    /// Removes a router's identity: its certificates are refused from now on, and its unused
+    /// tokens are withdrawn.
     pub async fn revoke(&self, identity: &RouterId) -> Result<bool, PkiError> {
-        let key = identity.to_string();
-        self.transact(|state| {
-            let existed = state.identities.remove(&key).is_some();
-            state.tokens.retain(|_, t| t.identity != key);
-            Ok(existed)
-        })
-        .await
-        .map_err(|e| match e {
-            EnrollError::Pki(p) => p,
-            other => corrupt(self.store.as_ref(), other.to_string()),
-        })
+        let existed = self.store.delete(&router_item(identity)).await?;
+        self.cache_router(identity, None);
+        for item in self.store.list(TOKEN_PREFIX).await? {
+            if let Some(data) = self.store.load(&item).await?
+                && serde_json::from_slice::<TokenRecord>(&data).is_ok_and(|t| t.identity == identity.to_string())
+            {
+                self.store.delete(&item).await?;
+            }
+        }
+        Ok(existed)
     }
 
     /// Identities currently enrolled.
     pub async fn enrolled(&self) -> Vec<String> {
-        self.current_state().await.identities.keys().cloned().collect()
+        let Ok(items) = self.store.list(ROUTER_PREFIX).await else { return Vec::new() };
+        let mut out: Vec<String> = items
+            .iter()
+            .filter_map(|i| i.strip_prefix(ROUTER_PREFIX))
+            .filter_map(|rest| rest.split_once('_'))
+            .map(|(ns, name)| format!("{ns}/{name}"))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Checks a client certificate presented on a stream (its chain was verified by TLS):
     /// returns the router identity and the certificate's serial.
     pub async fn verify_client(&self, cert_der: &[u8]) -> Result<(RouterId, String), AuthError> {
         let (identity, serial) = identity_of(cert_der)?;
-        let state = self.current_state().await;
-        match state.identities.get(&identity.to_string()) {
-            Some(record) if record.serials.contains(&serial) => Ok((identity, serial)),
-            _ => Err(AuthError::Revoked { identity: identity.to_string() }),
+        match self.router_record(&identity).await {
+            Ok(Some(record)) if record.serials.contains(&serial) => Ok((identity, serial)),
+            Ok(_) => Err(AuthError::Revoked { identity: identity.to_string() }),
+            Err(e) => {
+                tracing::error!(router = %identity, error = %e, "cannot read the router's enrollment record");
+                Err(AuthError::Revoked { identity: identity.to_string() })
+            }
         }
     }
 
@@ -544,18 +577,26 @@ impl Pki {
         let start = now();
         params.not_before = start - self.config.clock_skew;
         params.not_after = start + self.config.client_cert_lifetime;
-        let mut serial = random_bytes::<16>();
-        serial[0] &= 0x7f;
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.serial_number = Some(new_serial());
         let cert = params.signed_by(public_key, &self.issuer)?;
+        // Record the serial exactly as verification will read it back from the certificate.
+        let (_, serial) = identity_of(cert.der()).map_err(|e| rcgen::Error::X509(e.to_string()))?;
         Ok(IssuedCert {
             identity: identity.clone(),
             cert_pem: cert.pem(),
             ca_pem: self.ca_pem.clone(),
             not_after: params.not_after.unix_timestamp(),
-            serial: hex(&serial),
+            serial,
         })
     }
+}
+
+/// A random positive 128-bit serial whose first byte is never zero (DER would drop it, and
+/// the serial read back from the certificate would differ from the one generated).
+fn new_serial() -> SerialNumber {
+    let mut serial = random_bytes::<16>();
+    serial[0] = (serial[0] & 0x7f).max(1);
+    SerialNumber::from_slice(&serial)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -565,11 +606,6 @@ fn hex(bytes: &[u8]) -> String {
 fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn purge_tokens(state: &mut PkiState, now: i64) {
-    // Keep expired/used records a day past expiry so a late retry gets a clear message.
-    state.tokens.retain(|_, t| t.expires_at + 24 * 3600 > now);
 }
 
 fn parse_csr(csr_der: &[u8]) -> Result<rcgen::PublicKey, EnrollError> {
@@ -620,9 +656,7 @@ fn create_ca(config: &PkiConfig) -> Result<(String, String, Issuer<'static, KeyP
     let start = now();
     params.not_before = start - config.clock_skew;
     params.not_after = start + config.ca_lifetime;
-    let mut serial = random_bytes::<16>();
-    serial[0] &= 0x7f;
-    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    params.serial_number = Some(new_serial());
     let cert = params.self_signed(&key)?;
     let cert_pem = cert.pem();
     let key_pem = key.serialize_pem();
@@ -674,9 +708,7 @@ async fn load_or_issue_server(
     let start = now();
     params.not_before = start - config.clock_skew;
     params.not_after = start + config.server_cert_lifetime;
-    let mut serial = random_bytes::<16>();
-    serial[0] &= 0x7f;
-    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    params.serial_number = Some(new_serial());
     let cert = params.signed_by(&key, issuer)?;
     let identity = ServerIdentity { cert_pem: cert.pem(), key_pem: key.serialize_pem() };
     store.save(SERVER_KEY, identity.key_pem.as_bytes()).await?;

@@ -35,6 +35,10 @@ pub trait PkiStore: Send + Sync {
         name: &str,
         f: &mut (dyn FnMut(Option<Vec<u8>>) -> Result<Option<Vec<u8>>, StoreError> + Send),
     ) -> Result<(), StoreError>;
+    /// Deletes an item; whether it existed.
+    async fn delete(&self, name: &str) -> Result<bool, StoreError>;
+    /// Names of the items starting with `prefix`.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// A description for messages ("directory /var/lib/x", "Secret ns/name").
     fn describe(&self) -> String;
 }
@@ -146,6 +150,32 @@ impl PkiStore for DirStore {
         };
         let _ = lock.unlock();
         result
+    }
+
+    async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        if !valid_name(name) {
+            return Err(StoreError { item: name.to_owned(), message: "invalid item name".to_owned() });
+        }
+        let path = self.dir.join(name);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError { item: path.display().to_string(), message: e.to_string() }),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let err = |e: std::io::Error| StoreError { item: self.dir.display().to_string(), message: e.to_string() };
+        let mut out = Vec::new();
+        let mut entries = tokio::fs::read_dir(&self.dir).await.map_err(err)?;
+        while let Some(entry) = entries.next_entry().await.map_err(err)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(prefix) && valid_name(&name) {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     fn describe(&self) -> String {

@@ -125,16 +125,23 @@ async fn persists_and_refuses_partial_state() {
 #[tokio::test]
 async fn refuses_lost_or_corrupt_state() {
     let tmp = tempfile::tempdir().unwrap();
-    drop(pki(tmp.path()).await);
-    std::fs::remove_file(tmp.path().join("state.json")).unwrap();
+    let p = pki(tmp.path()).await;
+    let id: RouterId = "edge/a".parse().unwrap();
+    let token = p.issue_token(&id, None).await.unwrap();
+    let issued = p.enroll(&token, "edge/a", &csr_for("x").1).await.unwrap();
+    drop(p);
+    // A corrupt router record refuses that router (and says why in the log), nobody else.
+    std::fs::write(tmp.path().join("router-edge_a"), b"{not json").unwrap();
+    let p = pki(tmp.path()).await;
+    assert!(matches!(p.verify_client(&cert_der(&issued.cert_pem)).await, Err(AuthError::Revoked { .. })));
+    drop(p);
+    // A lost registry while the CA has been in use is an error at start.
+    std::fs::remove_file(tmp.path().join("registry")).unwrap();
     let err = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), PkiConfig::default()).await.unwrap_err();
-    assert!(err.to_string().contains("state.json is missing"), "{err}");
-    std::fs::write(tmp.path().join("state.json"), b"{not json").unwrap();
-    let err = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), PkiConfig::default()).await.unwrap_err();
-    assert!(err.to_string().contains("state.json"), "{err}");
+    assert!(err.to_string().contains("registry is missing"), "{err}");
     // A key that does not belong to the certificate.
+    std::fs::write(tmp.path().join("registry"), b"x").unwrap();
     let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    std::fs::write(tmp.path().join("state.json"), b"{}").unwrap();
     std::fs::write(tmp.path().join("ca.key"), other.serialize_pem()).unwrap();
     let err = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), PkiConfig::default()).await.unwrap_err();
     assert!(err.to_string().contains("does not belong"), "{err}");
@@ -163,13 +170,50 @@ async fn two_processes_share_the_store() {
     let t2 = serving.issue_token(&other, None).await.unwrap();
     serving.enroll(&token, "edge/a", &csr_for("x").1).await.unwrap();
     serving.enroll(&t2, "edge/b", &csr_for("x").1).await.unwrap();
-    let mut enrolled = cli.enrolled().await;
-    enrolled.sort();
-    // The CLI's cache may be up to two seconds old; transact re-reads, enrolled() may not.
-    if enrolled.len() < 2 {
-        tokio::time::sleep(STATE_CACHE).await;
-        enrolled = cli.enrolled().await;
-        enrolled.sort();
+    assert_eq!(cli.enrolled().await, ["edge/a", "edge/b"]);
+    // A revocation by one process is seen by the other within the cache lifetime.
+    cli.revoke(&id).await.unwrap();
+    tokio::time::sleep(STATE_CACHE).await;
+    assert_eq!(serving.enrolled().await, ["edge/b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_enrollments_are_all_verifiable_at_once() {
+    // Regressions: (1) a verification cache overwritten by an older state when several
+    // enrollments finished together; (2) one serial in 128 started with a zero byte that DER
+    // drops, so the certificate's serial did not match the recorded one. With 300 routers
+    // either bug refuses someone with near certainty.
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Arc::new(pki(tmp.path()).await);
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = RouterId::new("edge", format!("r{i}")).unwrap();
+            let token = p.issue_token(&id, None).await.unwrap();
+            let issued = p.enroll(&token, &id.to_string(), &csr_for("x").1).await.unwrap();
+            p.verify_client(&cert_der(&issued.cert_pem)).await.map(|_| ())
+        }));
     }
-    assert_eq!(enrolled, ["edge/a", "edge/b"]);
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(p.enrolled().await.len(), 300);
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_key_is_served_again() {
+    // The router's first answer was lost: the same token with the same key gets a certificate
+    // again; another key with that token does not.
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pki(tmp.path()).await;
+    let id: RouterId = "edge/a".parse().unwrap();
+    let token = p.issue_token(&id, None).await.unwrap();
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr = CertificateParams::new(vec![]).unwrap().serialize_request(&key).unwrap().der().to_vec();
+    let first = p.enroll(&token, "edge/a", &csr).await.unwrap();
+    let again = p.enroll(&token, "edge/a", &csr).await.unwrap();
+    assert_ne!(first.serial, again.serial);
+    assert!(p.verify_client(&cert_der(&again.cert_pem)).await.is_ok());
+    assert!(matches!(p.enroll(&token, "edge/a", &csr_for("x").1).await, Err(EnrollError::TokenUsed(_))));
 }

@@ -1,0 +1,603 @@
+//! Agent-stream benchmarks, each beside a bare tonic bidi echo over the same mTLS setup:
+//!
+//! 1. round trip of a no-change apply (forced through to the agent) vs the echo round trip;
+//! 2. operator resident memory per idle session at 1k, 5k and 10k sessions (agents in another
+//!    process) vs the echo server's per idle stream;
+//! 3. one revision to 1,000 simulated routers until all acknowledged vs the echo fan-out.
+//!
+//! Run: `cargo bench -p vrouter-tests --bench stream` (add `-- --quick` for smaller sizes).
+//! The binary re-executes itself for child roles, so every figure comes from a fresh process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+use vrouter_agent::config::{OperatorConfig, ReconnectConfig, SimConfig};
+use vrouter_agent::creds::Creds;
+use vrouter_agent::simulate::{self, SimulateOptions};
+use vrouter_agent::transport;
+use vrouter_operator::hub::HubConfig;
+use vrouter_operator::pki::PkiConfig;
+use vrouter_proto::RouterId;
+// The baseline is the same protocol compiled with tonic's default codec: a bare tonic stream.
+use vrouter_proto::baseline::agent_service_server::{AgentService, AgentServiceServer};
+use vrouter_proto::baseline::{
+    AgentMessage, ApplyRequest, ApplyResult, ControllerMessage, EnrollRequest, EnrollResponse, agent_message,
+    controller_message,
+};
+use vrouter_proto::prost::Message;
+use vrouter_proto::v1::{ApplyOutcome, ConfigPolicy};
+
+/// The same request as the baseline's message type.
+fn to_baseline(r: &vrouter_proto::v1::ApplyRequest) -> ApplyRequest {
+    ApplyRequest::decode(r.encode_to_vec().as_slice()).unwrap()
+}
+use vrouter_tests::{TestAgent, TestOperator, agent_options, apply_request, wait_until};
+
+const DESIRED: &str = "interfaces {\n    ethernet eth0 {\n        address 192.0.2.10/24\n        description uplink\n    }\n    loopback lo {\n    }\n}\nprotocols {\n    static {\n        route 0.0.0.0/0 {\n            next-hop 192.0.2.1 {\n            }\n        }\n    }\n}\nsystem {\n    host-name edge\n    name-server 192.0.2.53\n}\n";
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn raise_fd_limit() {
+    if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
+        let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn fmt(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{:.0} µs", d.as_secs_f64() * 1e6)
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The baseline: a bare bidi echo service with the hub's exchange pattern (the server pushes
+// an ApplyRequest, the client answers with an ApplyResult), over the same mTLS.
+
+#[derive(Clone, Default)]
+struct Echo {
+    streams: Arc<std::sync::Mutex<Vec<EchoStream>>>,
+}
+
+#[derive(Clone)]
+struct EchoStream {
+    tx: mpsc::Sender<Result<ControllerMessage, Status>>,
+    pending: Arc<std::sync::Mutex<std::collections::HashMap<String, oneshot::Sender<ApplyResult>>>>,
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+impl EchoStream {
+    async fn roundtrip(&self, mut req: ApplyRequest) -> ApplyResult {
+        req.request_id = format!("e{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap().insert(req.request_id.clone(), tx);
+        self.tx.send(Ok(ControllerMessage { msg: Some(controller_message::Msg::Apply(req)) })).await.unwrap();
+        rx.await.unwrap()
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for Echo {
+    async fn enroll(&self, _: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
+
+    type ConnectStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>> + Send>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        // Like the hub: read the Hello, answer with a Welcome-sized frame.
+        let _ = inbound.next().await;
+        let welcome = vrouter_proto::baseline::Welcome {
+            session_epoch: 1,
+            heartbeat_interval: Some(prost_types::Duration { seconds: 15, nanos: 0 }),
+            heartbeat_misses_allowed: 3,
+            capabilities: vrouter_proto::caps::ALL.iter().map(|c| (*c).to_owned()).collect(),
+            operator_version: "0.1.0".into(),
+            ..Default::default()
+        };
+        let _ = tx.send(Ok(ControllerMessage { msg: Some(controller_message::Msg::Welcome(welcome)) })).await;
+        let stream = EchoStream { tx, pending: Arc::default() };
+        self.streams.lock().unwrap().push(stream.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = inbound.next().await {
+                if let Some(agent_message::Msg::ApplyResult(r)) = m.msg
+                    && let Some(tx) = stream.pending.lock().unwrap().remove(&r.request_id)
+                {
+                    let _ = tx.send(r);
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+async fn start_echo_server(op: &TestOperator) -> (Echo, std::net::SocketAddr) {
+    let pki = op.hub.pki();
+    let id = pki.server_identity().clone();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(id.cert_pem, id.key_pem))
+        .client_ca_root(Certificate::from_pem(pki.ca_pem()))
+        .client_auth_optional(true);
+    let echo = Echo::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = echo.clone();
+    tokio::spawn(async move {
+        Server::builder()
+            .tls_config(tls)
+            .unwrap()
+            .tcp_nodelay(true)
+            .add_service(AgentServiceServer::new(svc))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    (echo, addr)
+}
+
+/// One echo client: answers every ApplyRequest at once.
+async fn echo_client(cfg: OperatorConfig, creds: vrouter_agent::creds::Loaded) {
+    let channel = loop {
+        match transport::connect(&cfg, &creds.ca_pem, Some(&creds)).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let (tx, rx) = mpsc::channel(16);
+    // Like an agent, say hello first (so both sides have exchanged data before idling).
+    let hello = vrouter_proto::baseline::Hello {
+        identity: "bench/echo".into(),
+        agent_version: "0.1.0".into(),
+        capabilities: vrouter_proto::caps::ALL.iter().map(|c| (*c).to_owned()).collect(),
+        os: Some(vrouter_proto::baseline::OsInfo { id: "vyos".into(), version: "1.4.0".into(), ..Default::default() }),
+        boot_id: "0123456789abcdef".into(),
+        running_digest: "sha256:0000000000000000000000000000000000000000000000000000000000000000".into(),
+        backend: "sim".into(),
+        ..Default::default()
+    };
+    let _ = tx.send(AgentMessage { msg: Some(agent_message::Msg::Hello(hello)) }).await;
+    let client = vrouter_proto::baseline::agent_service_client::AgentServiceClient::new(channel);
+    let mut inbound = client.clone().connect(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    while let Ok(Some(m)) = inbound.message().await {
+        if let Some(controller_message::Msg::Apply(req)) = m.msg {
+            let result = ApplyResult {
+                request_id: req.request_id,
+                revision: req.revision,
+                outcome: ApplyOutcome::NoChange as i32,
+                output: "revision already applied".into(),
+                ..ApplyResult::default()
+            };
+            if tx.send(AgentMessage { msg: Some(agent_message::Msg::ApplyResult(result)) }).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn echo_credentials(op: &TestOperator, dir: &Path) -> (OperatorConfig, vrouter_agent::creds::Loaded) {
+    let ca_file = op.write_ca(dir);
+    let ca = std::fs::read_to_string(&ca_file).unwrap();
+    let cfg = OperatorConfig {
+        endpoint: op.endpoint(),
+        ca_file,
+        server_name: Some("localhost".into()),
+        token_file: None,
+        token: None,
+        connect_timeout_secs: 10,
+    };
+    let id = RouterId::new("bench", "echo").unwrap();
+    let token = op.hub.pki().issue_token(&id, None).await.unwrap();
+    let loaded = transport::enroll(&cfg, &ca, &id, &token, &Creds::new(dir.join("echo-creds"))).await.unwrap();
+    (cfg, loaded)
+}
+
+// ---------------------------------------------------------------------------
+// 1. Round trip.
+
+async fn bench_round_trip(iterations: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = TestOperator::start(&tmp.path().join("op"), HubConfig::default(), PkiConfig::default(), None).await;
+    let agent = TestAgent::start(&op, "rtt", &tmp.path().join("agent"), agent_options(&op)).await;
+    wait_until(Duration::from_secs(10), "agent", || async { agent.connected() }).await;
+    let first = op
+        .hub
+        .apply(&agent.id, apply_request("rev-1", DESIRED, ConfigPolicy::Replace), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(first.outcome, ApplyOutcome::Applied as i32);
+
+    let (echo, echo_addr) = start_echo_server(&op).await;
+    let (mut cfg, creds) = echo_credentials(&op, tmp.path()).await;
+    cfg.endpoint = format!("https://localhost:{}", echo_addr.port());
+    tokio::spawn(echo_client(cfg, creds));
+    wait_until(Duration::from_secs(10), "echo client", || async { !echo.streams.lock().unwrap().is_empty() }).await;
+    let echo_stream = echo.streams.lock().unwrap()[0].clone();
+
+    let plain = apply_request("rev-1", DESIRED, ConfigPolicy::Replace);
+    let mut forced = plain.clone();
+    forced.force = true;
+    let other = vrouter_proto::v1::Revision { id: "not-rev-1".into(), digest: String::new() };
+    // (a) The idempotent re-delivery: the hub does not know the router runs rev-1 (as after a
+    // QGA delivery or a lost result), forwards it, and the agent acknowledges it by revision id.
+    // (b) A forced re-apply: the agent reads the running config and plans; nothing changes.
+    let mut a = Vec::with_capacity(iterations);
+    let mut b = Vec::with_capacity(iterations);
+    let mut base = Vec::with_capacity(iterations);
+    for round in 0..iterations + 50 {
+        let warm = round < 50;
+        op.hub.record_applied(&agent.id, other.clone());
+        let t = Instant::now();
+        let r = op.hub.apply(&agent.id, plain.clone(), Duration::from_secs(10)).await.unwrap();
+        let da = t.elapsed();
+        assert_eq!(r.outcome, ApplyOutcome::NoChange as i32);
+        assert_eq!(r.output, "revision already applied", "must have reached the agent");
+        let t = Instant::now();
+        let r = op.hub.apply(&agent.id, forced.clone(), Duration::from_secs(10)).await.unwrap();
+        let db = t.elapsed();
+        assert_eq!(r.outcome, ApplyOutcome::NoChange as i32);
+        let t = Instant::now();
+        echo_stream.roundtrip(to_baseline(&plain)).await;
+        let de = t.elapsed();
+        if !warm {
+            a.push(da);
+            b.push(db);
+            base.push(de);
+        }
+    }
+    assert_eq!(agent.sim.commits(), 1, "no-change applies must not commit");
+    for v in [&mut a, &mut b, &mut base] {
+        v.sort();
+    }
+    let mean = |v: &[Duration]| v.iter().sum::<Duration>() / v.len() as u32;
+    let row = |label: &str, v: &[Duration]| {
+        println!(
+            "| {label} | {} | {} | {} | **{:.2}×** |",
+            fmt(mean(v)),
+            fmt(percentile(v, 0.5)),
+            fmt(percentile(v, 0.99)),
+            mean(v).as_secs_f64() / mean(&base).as_secs_f64()
+        )
+    };
+    println!("\n## 1. No-change apply round trip over mTLS ({iterations} iterations each, interleaved)\n");
+    println!("| | mean | p50 | p99 | vs echo (mean) |");
+    println!("|---|---:|---:|---:|---:|");
+    row("(a) re-delivered revision, acknowledged by the agent by revision id", &a);
+    row("(b) forced: the agent reads the running config and plans (nothing to commit)", &b);
+    row("bare tonic bidi echo: same request and result messages, same mTLS (baseline)", &base);
+    agent.stop().await;
+    op.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Child processes.
+
+fn spawn_self(args: &[String]) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// `simulate-child ENDPOINT CA TOKENS COUNT STATE`: simulated agents until stdin closes.
+async fn simulate_child(args: &[String]) {
+    raise_fd_limit();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let options = SimulateOptions {
+        count: args[4].parse().unwrap(),
+        namespace: "bench".into(),
+        prefix: "r".into(),
+        endpoint: args[1].clone(),
+        ca_file: PathBuf::from(&args[2]),
+        server_name: Some("localhost".into()),
+        tokens_file: Some(PathBuf::from(&args[3])),
+        state_dir: PathBuf::from(&args[5]),
+        sim: SimConfig { confirm_minute_ms: Some(60_000), ..SimConfig::default() },
+        commit_confirm: true,
+        reconnect: ReconnectConfig { min_delay_ms: 200, max_delay_ms: 5000, healthy_after_secs: 30 },
+    };
+    let fleet = simulate::start(&options, &shutdown).unwrap();
+    wait_for_stdin_close().await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), fleet.join()).await;
+}
+
+/// `echo-child ENDPOINT CA CREDS-DIR COUNT`: echo clients until stdin closes.
+async fn echo_child(args: &[String]) {
+    raise_fd_limit();
+    let cfg = OperatorConfig {
+        endpoint: args[1].clone(),
+        ca_file: PathBuf::from(&args[2]),
+        server_name: Some("localhost".into()),
+        token_file: None,
+        token: None,
+        connect_timeout_secs: 30,
+    };
+    let creds = Creds::new(&args[3]).load().unwrap().unwrap();
+    let count: usize = args[4].parse().unwrap();
+    for i in 0..count {
+        tokio::spawn(echo_client(cfg.clone(), creds.clone()));
+        if i % 200 == 199 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    wait_for_stdin_close().await;
+}
+
+async fn wait_for_stdin_close() {
+    let _ = tokio::task::spawn_blocking(|| {
+        use std::io::Read;
+        let mut buf = [0u8; 16];
+        while let Ok(n) = std::io::stdin().read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn write_tokens(op: &TestOperator, count: usize, path: &Path) {
+    let mut text = String::new();
+    for i in 0..count {
+        let id = RouterId::new("bench", format!("r{i}")).unwrap();
+        let token = op.hub.pki().issue_token(&id, None).await.unwrap();
+        text.push_str(&format!("{id} {token}\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// 2. Memory per idle session (run in a fresh process per size).
+
+/// `rss-run N hub|echo`: in a fresh process, the resident memory added per idle session
+/// (agents or echo clients in a child process). Prints "RSS <kib per session> <child kib per client>".
+async fn rss_run(count: usize, mode: &str) {
+    raise_fd_limit();
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = HubConfig { max_sessions: count + 100, ..HubConfig::default() };
+    let op = TestOperator::start(&tmp.path().join("op"), hub, PkiConfig::default(), None).await;
+    let ca = op.write_ca(tmp.path());
+    let me = std::process::id();
+    let (before, mut child, echo) = if mode == "hub" {
+        let tokens = tmp.path().join("tokens.txt");
+        write_tokens(&op, count, &tokens).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = rss_kib(me);
+        let child = spawn_self(&[
+            "simulate-child".into(),
+            op.endpoint(),
+            ca.display().to_string(),
+            tokens.display().to_string(),
+            count.to_string(),
+            tmp.path().join("agents").display().to_string(),
+        ]);
+        (before, child, None)
+    } else {
+        let (echo, echo_addr) = start_echo_server(&op).await;
+        let _ = echo_credentials(&op, tmp.path()).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = rss_kib(me);
+        let child = spawn_self(&[
+            "echo-child".into(),
+            format!("https://localhost:{}", echo_addr.port()),
+            ca.display().to_string(),
+            tmp.path().join("echo-creds").display().to_string(),
+            count.to_string(),
+        ]);
+        (before, child, Some(echo))
+    };
+    let waited = Instant::now();
+    loop {
+        let n = match &echo {
+            None => op.hub.session_count(),
+            Some(e) => e.streams.lock().unwrap().len(),
+        };
+        if n >= count || waited.elapsed() > Duration::from_secs(600) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Idle with heartbeats running.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_kib(me);
+    let child_rss = rss_kib(child.id());
+    drop(child.stdin.take());
+    let _ = child.wait();
+    println!("RSS {:.1} {:.1}", after.saturating_sub(before) as f64 / count as f64, child_rss as f64 / count as f64);
+}
+
+// ---------------------------------------------------------------------------
+// 3. Fan-out.
+
+async fn bench_fanout(count: usize) {
+    raise_fd_limit();
+    let tmp = tempfile::tempdir().unwrap();
+    let op = TestOperator::start(&tmp.path().join("op"), HubConfig::default(), PkiConfig::default(), None).await;
+    let ca = op.write_ca(tmp.path());
+    let tokens = tmp.path().join("tokens.txt");
+    write_tokens(&op, count, &tokens).await;
+    let mut child = spawn_self(&[
+        "simulate-child".into(),
+        op.endpoint(),
+        ca.display().to_string(),
+        tokens.display().to_string(),
+        count.to_string(),
+        tmp.path().join("agents").display().to_string(),
+    ]);
+    wait_until(Duration::from_secs(300), "all sessions", || async { op.hub.session_count() == count }).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if let Ok(marker) = std::env::var("BENCH_MARKER") {
+        // Lets a profiler attach for the fan-out only.
+        std::fs::write(&marker, format!("{} {}", std::process::id(), child.id())).unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let ids: Vec<RouterId> = (0..count).map(|i| RouterId::new("bench", format!("r{i}")).unwrap()).collect();
+
+    println!("\n## 3. One revision to {count} simulated routers (agents in another process)\n");
+    println!("| variant | all acknowledged | p50 per router | p99 per router | outcomes |");
+    println!("|---|---:|---:|---:|---|");
+    for (label, rev, save, confirm) in [
+        ("first revision to freshly enrolled routers (creates their state files); default safety", "rev-0", true, true),
+        ("next revision, default safety: commit-confirm, reachability proof, save", "rev-a", true, true),
+        ("next revision, commit only (no confirm, no save)", "rev-b", false, false),
+    ] {
+        let desired = DESIRED.replace("host-name edge", &format!("host-name {rev}"));
+        let mut request = apply_request(rev, &desired, ConfigPolicy::Replace);
+        request.save = save;
+        if let Some(cc) = request.commit_confirm.as_mut() {
+            cc.enabled = confirm;
+        }
+        let start = Instant::now();
+        let results = futures::future::join_all(ids.iter().map(|id| {
+            let hub = op.hub.clone();
+            let request = request.clone();
+            async move {
+                let t = Instant::now();
+                let r = hub.apply(id, request, Duration::from_secs(120)).await;
+                (t.elapsed(), r)
+            }
+        }))
+        .await;
+        let total = start.elapsed();
+        let mut lat: Vec<Duration> = results.iter().map(|(d, _)| *d).collect();
+        lat.sort();
+        let applied =
+            results.iter().filter(|(_, r)| r.as_ref().is_ok_and(|r| r.outcome == ApplyOutcome::Applied as i32)).count();
+        println!(
+            "| {label} | **{}** | {} | {} | {applied}/{count} applied |",
+            fmt(total),
+            fmt(percentile(&lat, 0.5)),
+            fmt(percentile(&lat, 0.99))
+        );
+    }
+    drop(child.stdin.take());
+    let _ = child.wait();
+    op.stop().await;
+
+    // Baseline: the same fan-out over bare echo streams.
+    let op = TestOperator::start(&tmp.path().join("op"), HubConfig::default(), PkiConfig::default(), None).await;
+    let (echo, echo_addr) = start_echo_server(&op).await;
+    let (_, _) = echo_credentials(&op, tmp.path()).await;
+    let mut child = spawn_self(&[
+        "echo-child".into(),
+        format!("https://localhost:{}", echo_addr.port()),
+        ca.display().to_string(),
+        tmp.path().join("echo-creds").display().to_string(),
+        count.to_string(),
+    ]);
+    wait_until(Duration::from_secs(300), "all echo streams", || async { echo.streams.lock().unwrap().len() == count })
+        .await;
+    let streams = echo.streams.lock().unwrap().clone();
+    let request = to_baseline(&apply_request("rev-e", DESIRED, ConfigPolicy::Replace));
+    let start = Instant::now();
+    let lat = futures::future::join_all(streams.iter().map(|s| {
+        let request = request.clone();
+        async move {
+            let t = Instant::now();
+            s.roundtrip(request).await;
+            t.elapsed()
+        }
+    }))
+    .await;
+    let total = start.elapsed();
+    let mut lat = lat;
+    lat.sort();
+    println!(
+        "| bare tonic bidi echo (baseline) | **{}** | {} | {} | {count}/{count} answered |",
+        fmt(total),
+        fmt(percentile(&lat, 0.5)),
+        fmt(percentile(&lat, 0.99))
+    );
+    drop(child.stdin.take());
+    let _ = child.wait();
+    op.stop().await;
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    match args.first().map(String::as_str) {
+        Some("simulate-child") => runtime.block_on(simulate_child(&args)),
+        Some("echo-child") => runtime.block_on(echo_child(&args)),
+        Some("rss-run") => runtime.block_on(rss_run(args[1].parse().unwrap(), &args[2])),
+        _ => {
+            let quick = args.iter().any(|a| a == "--quick");
+            let only = |name: &str| {
+                !args.iter().any(|a| a.starts_with("--only=")) || args.iter().any(|a| a == &format!("--only={name}"))
+            };
+            println!("# Agent stream benchmarks ({})", if quick { "quick" } else { "full" });
+            if only("rtt") {
+                runtime.block_on(bench_round_trip(if quick { 300 } else { 3000 }));
+            }
+            if only("rss") {
+                println!(
+                    "\n## 2. Operator memory per idle session (agents in another process; 5 s idle with heartbeats)\n"
+                );
+                println!(
+                    "| sessions | vrouter hub, KiB per session | bare echo server, KiB per stream | ratio | simulated agents, KiB per router |"
+                );
+                println!("|---:|---:|---:|---:|---:|");
+                let sizes: &[usize] = if quick { &[200, 1000] } else { &[1000, 5000, 10_000] };
+                let measure = |n: usize, mode: &str| -> Option<(f64, f64)> {
+                    let out = Command::new(std::env::current_exe().unwrap())
+                        .args(["rss-run", &n.to_string(), mode])
+                        .output()
+                        .ok()?;
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let line = text.lines().find(|l| l.starts_with("RSS "))?;
+                    let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+                    Some((*v.first()?, *v.get(1)?))
+                };
+                for &n in sizes {
+                    match (measure(n, "hub"), measure(n, "echo")) {
+                        (Some((ours, agents)), Some((base, _))) => {
+                            println!("| {n} | **{ours:.1}** | {base:.1} | {:.2}× | {agents:.1} |", ours / base.max(0.1))
+                        }
+                        _ => println!("| {n} | failed | | | |"),
+                    }
+                }
+            }
+            if only("fanout") {
+                runtime.block_on(bench_fanout(if quick { 200 } else { 1000 }));
+            }
+        }
+    }
+}
