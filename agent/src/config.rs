@@ -251,6 +251,14 @@ ca_file = "/tmp/ca.pem"
     }
 
     #[test]
+    fn the_packaged_example_parses() {
+        let text = include_str!("../../packaging/agent.toml.example");
+        let c = AgentConfig::parse(text).unwrap();
+        assert_eq!(c.identity, "edge/branch-1");
+        assert_eq!(c.backend.kind, BackendKind::Vyos);
+    }
+
+    #[test]
     fn errors_are_clear() {
         let e = AgentConfig::parse(
             "identity = \"bad\"\nstate_dir=\"/x\"\n[operator]\nendpoint=\"https://a\"\nca_file=\"/c\"\n",
