@@ -72,6 +72,14 @@ fn fail(request: &ApplyRequest, kind: FailureKind, error: impl Into<String>, sta
     }
 }
 
+/// The longest reachability proof that still ends before the confirm timer: the timer minus a
+/// margin (a quarter of it, at least 15 s, at most a minute), never less than 5 s.
+fn confirm_window(minutes: u32) -> Duration {
+    let timer = Duration::from_secs(u64::from(minutes.max(1)) * 60);
+    let margin = (timer / 4).clamp(Duration::from_secs(15), Duration::from_secs(60));
+    timer.saturating_sub(margin).max(Duration::from_secs(5))
+}
+
 fn elapsed(started: Instant) -> prost_types::Duration {
     let d = started.elapsed();
     prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
@@ -305,7 +313,9 @@ impl Applier {
             .commit_confirm
             .as_ref()
             .and_then(|cc| duration_of(&cc.proof_deadline))
-            .unwrap_or(Duration::from_secs(self.config.proof_deadline_secs));
+            .unwrap_or(Duration::from_secs(self.config.proof_deadline_secs))
+            // A proof that arrives after the router's timer fired proves nothing: stay well inside it.
+            .min(confirm_window(confirm_minutes));
         report(ApplyPhase::Committing, "committing", plan.commands.len(), 0);
         let mut events = self.backend.events();
         let options = CommitOptions {
@@ -350,11 +360,13 @@ impl Applier {
                 // operator decides what to do next); otherwise let the timer revert it.
                 if confirm {
                     report(ApplyPhase::Confirming, "proving reachability", plan.commands.len(), plan.commands.len());
-                    if reach.prove(proof_deadline).await {
-                        let _ = self.backend.confirm().await;
-                    } else {
-                        return self.rolled_back(base, revision, &mut events, confirm_minutes).await;
+                    if !reach.prove(proof_deadline).await {
+                        return self.rolled_back(base, revision, &mut events, confirm_minutes, None).await;
                     }
+                    if let Some(how) = self.reverted_meanwhile(&mut events, None).await {
+                        return self.rolled_back(base, revision, &mut events, confirm_minutes, Some(how)).await;
+                    }
+                    let _ = self.backend.confirm().await;
                 }
                 self.record_failure(revision, ApplyOutcome::Partial, &output);
                 ApplyResult {
@@ -370,7 +382,10 @@ impl Applier {
                 if confirm {
                     report(ApplyPhase::Confirming, "proving reachability", plan.commands.len(), plan.commands.len());
                     if !reach.prove(proof_deadline).await {
-                        return self.rolled_back(base, revision, &mut events, confirm_minutes).await;
+                        return self.rolled_back(base, revision, &mut events, confirm_minutes, None).await;
+                    }
+                    if let Some(how) = self.reverted_meanwhile(&mut events, Some(&plan.target)).await {
+                        return self.rolled_back(base, revision, &mut events, confirm_minutes, Some(how)).await;
                     }
                     if let Err(e) = self.backend.confirm().await {
                         return ApplyResult {
@@ -395,6 +410,29 @@ impl Applier {
         }
     }
 
+    /// Whether the commit was reverted while the reachability proof was under way (the proof
+    /// then came from a session opened after the revert): a revert event arrived, or the running
+    /// configuration no longer matches the target.
+    async fn reverted_meanwhile(
+        &self,
+        events: &mut tokio::sync::broadcast::Receiver<BackendEvent>,
+        target: Option<&Tree>,
+    ) -> Option<String> {
+        loop {
+            match events.try_recv() {
+                Ok(BackendEvent::Reverted { how }) => return Some(how),
+                Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        match (target, self.backend.running().await) {
+            (Some(target), Ok(running)) if digest(&running) != digest(target) => {
+                Some("the running configuration no longer holds the change".to_owned())
+            }
+            _ => None,
+        }
+    }
+
     async fn cancel_timer(&self, confirm: bool) {
         if confirm && let Err(e) = self.backend.confirm().await {
             tracing::warn!(error = %e, "could not stop the commit-confirm timer");
@@ -408,22 +446,27 @@ impl Applier {
         revision: &Revision,
         events: &mut tokio::sync::broadcast::Receiver<BackendEvent>,
         confirm_minutes: u32,
+        already: Option<String>,
     ) -> ApplyResult {
         tracing::warn!(revision = %revision.id, "no proof of reachability after the commit; letting the router revert");
         let wait = Duration::from_secs(u64::from(confirm_minutes) * 60 + 120);
-        let reverted = tokio::time::timeout(wait, async {
-            loop {
-                match events.recv().await {
-                    Ok(BackendEvent::Reverted { how }) => return Some(how),
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => return None,
+        let reverted = if already.is_some() {
+            already
+        } else {
+            tokio::time::timeout(wait, async {
+                loop {
+                    match events.recv().await {
+                        Ok(BackendEvent::Reverted { how }) => return Some(how),
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return None,
+                    }
                 }
-            }
-        })
-        .await
-        .ok()
-        .flatten();
+            })
+            .await
+            .ok()
+            .flatten()
+        };
         let error = match &reverted {
             Some(how) => {
                 format!("the router could not reach the operator after the commit; commit-confirm reverted it ({how})")

@@ -327,3 +327,40 @@ async fn revoking_a_router_ends_its_session_and_refuses_it() {
     agent.stop().await;
     op.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_cuts_the_router_off_is_rolled_back_and_not_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = TestOperator::start(&tmp.path().join("op"), fast_hub(), PkiConfig::default(), None).await;
+    let mut options = agent_options(&op);
+    options.sim.cut_connectivity_paths = vec!["interfaces ethernet eth0".into()];
+    options.sim.confirm_minute_ms = Some(300);
+    let agent = TestAgent::start(&op, "r1", &tmp.path().join("r1"), options).await;
+    wait_until(SECS, "connected", || async { agent.connected() }).await;
+    let before = agent.sim.running().await;
+
+    // This revision changes the management interface: the simulated router loses its path to
+    // the operator as soon as it commits.
+    let first = op.hub.apply(&agent.id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await;
+    // The session dies with the path, so the operator loses this answer...
+    assert!(first.is_err() || first.as_ref().is_ok_and(|r| r.outcome == ApplyOutcome::RolledBack as i32), "{first:?}");
+    // ...the agent could not prove reachability, did not confirm, and the timer reverted it.
+    wait_until(SECS, "reverted and reconnected", || async { agent.connected() && agent.sim.network_up() }).await;
+    assert_eq!(vyos_config::digest(&agent.sim.running().await), vyos_config::digest(&before));
+    assert_eq!(agent.sim.commits(), 2, "the commit and its revert");
+
+    // Re-delivering the same revision (what a controller does after a lost answer) reports the
+    // rollback instead of cutting the router off again.
+    let again = op.hub.apply(&agent.id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(ApplyOutcome::try_from(again.outcome).unwrap(), ApplyOutcome::RolledBack, "{again:?}");
+    assert!(again.error.contains("rolled back"), "{}", again.error);
+    assert_eq!(agent.sim.commits(), 2);
+
+    // A revision that leaves the management interface alone applies.
+    let safe = "system {\n    host-name edge-1\n}\n";
+    let r = op.hub.apply(&agent.id, apply_request("rev-safe", safe, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(ApplyOutcome::try_from(r.outcome).unwrap(), ApplyOutcome::Applied, "{r:?}");
+    assert_eq!(agent.sim.commits(), 3);
+    agent.stop().await;
+    op.stop().await;
+}
