@@ -9,3 +9,4 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod pki;
+pub mod qga;

@@ -1,0 +1,3 @@
+//! `fakevyos`: a multi-call binary standing in for VyOS's configuration tools (in progress).
+
+fn main() {}
