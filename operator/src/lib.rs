@@ -1,10 +1,12 @@
 //! The vrouter operator: renders one desired configuration per router from Kubernetes resources
 //! (or a directory of manifests) and keeps every router in that state.
 //!
+//! - [`crd`]: the custom resources and their validation rules.
 //! - [`pki`]: the operator's CA, enrollment tokens and router certificates.
 //! - [`hub`]: the agent hub — one authenticated stream per router, and the delivery API.
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod crd;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -82,6 +82,8 @@ enum Cmd {
         #[arg(long, default_value_t = 86_400)]
         ttl_secs: u64,
     },
+    /// Print the CustomResourceDefinitions (YAML).
+    Crds,
     /// Print the operator's CA certificate (agents' `ca_file`).
     Ca {
         #[command(flatten)]
@@ -174,6 +176,7 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{id} {token}");
             }
         }
+        Cmd::Crds => print!("{}", vrouter_operator::crd::crds_yaml()?),
         Cmd::Ca { pki } => {
             let pki = open_pki(&pki).await?;
             print!("{}", pki.ca_pem());
