@@ -95,7 +95,7 @@ pub fn format_duration(d: Duration) -> String {
     }
     if d < Duration::from_secs(1) {
         let ms = d.as_millis();
-        if ms > 0 && d.as_nanos() % 1_000_000 == 0 {
+        if ms > 0 && d.as_nanos().is_multiple_of(1_000_000) {
             return format!("{ms}ms");
         }
         return format!("{}ns", d.as_nanos());

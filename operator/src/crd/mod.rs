@@ -5,11 +5,17 @@
 //! types (`vrouter-operator crds`); [`validate`] holds the same rules (and the ones CEL cannot
 //! express) in Rust, for standalone mode, admission and the controllers.
 
+// Clippy reads the repeated `type_ = "…"` in several `printcolumn(…)` of the CustomResource
+// derive as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 mod binding;
+#[allow(clippy::duplicated_attributes)]
 mod config;
 mod duration;
 mod params;
+#[allow(clippy::duplicated_attributes)]
 mod proxmox;
+#[allow(clippy::duplicated_attributes)]
 mod target;
 mod template;
 pub mod validate;
