@@ -247,6 +247,10 @@ impl Applier {
         } else {
             None
         };
+        let deletions = match parse_deletions(&request.deletions) {
+            Ok(d) => d,
+            Err(e) => return fail(request, FailureKind::InvalidConfig, e, started),
+        };
         let running = match self.backend.running().await {
             Ok(t) => t,
             Err(e) => return fail(request, e.kind, e.message, started),
@@ -269,6 +273,7 @@ impl Applier {
             previous: previous.as_ref(),
             policy,
             managed_scopes: &scopes,
+            deletions: &deletions,
             protected: &protected,
             schema: Schema::vyos(),
         });
@@ -502,6 +507,7 @@ impl Applier {
         let unchanged = record.revision.as_ref().is_some_and(|r| r.id == revision.id && r.digest == revision.digest)
             && record.desired_config == request.desired_config
             && record.managed_scopes == request.managed_scopes
+            && record.deletions == request.deletions
             && record.last_failure.as_ref().is_none_or(|f| f.revision_id != revision.id);
         if unchanged {
             // Nothing new to make durable (a forced re-apply that changed nothing).
@@ -512,6 +518,7 @@ impl Applier {
         next.desired_config = request.desired_config.clone();
         next.policy = if request.policy == ConfigPolicy::Replace as i32 { "replace" } else { "merge" }.to_owned();
         next.managed_scopes = request.managed_scopes.clone();
+        next.deletions = request.deletions.clone();
         next.applied_at = unix_now();
         if next.last_failure.as_ref().is_some_and(|f| f.revision_id == revision.id) {
             next.last_failure = None;
@@ -546,12 +553,15 @@ impl Applier {
         let policy = if record.policy == "replace" { Policy::Replace } else { Policy::Merge };
         let scopes: Vec<Vec<String>> =
             record.managed_scopes.iter().map(|s| path_from_str(s)).filter(|p| !p.is_empty()).collect();
+        // Recorded by this agent after validation; a line that no longer parses is skipped.
+        let deletions = parse_deletions(&record.deletions).unwrap_or_default();
         let p = plan(PlanInput {
             running: &running,
             desired: &desired,
             previous: None,
             policy,
             managed_scopes: &scopes,
+            deletions: &deletions,
             protected: &self.protected,
             schema: Schema::vyos(),
         });
@@ -582,4 +592,17 @@ impl Applier {
             paths_omitted: changed.len().saturating_sub(MAX_DRIFT_PATHS) as u32,
         }))
     }
+}
+
+/// Parses the request's explicit deletions: each must be one `delete <path> [value]` line.
+fn parse_deletions(lines: &[String]) -> Result<Vec<vyos_config::Command>, String> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| match vyos_config::commands::parse_line(line, i + 1) {
+            Ok(c) if c.op == vyos_config::Op::Delete => Ok(c),
+            Ok(_) => Err(format!("deletions[{i}]: {line:?} is not a delete command")),
+            Err(e) => Err(format!("deletions[{i}]: {e}")),
+        })
+        .collect()
 }

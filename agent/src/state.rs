@@ -64,6 +64,9 @@ pub struct AppliedRecord {
     /// Managed scopes of that revision.
     #[serde(default)]
     pub managed_scopes: Vec<String>,
+    /// Explicit deletions of that revision (`delete …` lines), re-checked by drift detection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deletions: Vec<String>,
     /// When it was applied, Unix seconds.
     #[serde(default)]
     pub applied_at: i64,

@@ -53,7 +53,7 @@ pub fn apply_commands(tree: &mut Tree, commands: &[Command], schema: &Schema) ->
         };
         match cmd.op {
             Op::Set => {
-                let (path, value) = resolve_set(&work, cmd);
+                let (path, value) = resolve_value(&work, cmd);
                 let has_values = value.is_some() && work.get(path).is_some_and(|n| !n.values().is_empty());
                 // Replace only a single-value leaf that held values before this list; values set
                 // earlier in the list (or on multi-value leaves) accumulate.
@@ -99,7 +99,9 @@ pub fn apply_commands(tree: &mut Tree, commands: &[Command], schema: &Schema) ->
 }
 
 /// Reads a trailing unquoted word as a value when it sits where an existing leaf's value goes.
-fn resolve_set<'c>(tree: &Tree, cmd: &'c Command) -> (&'c [String], Option<&'c str>) {
+/// Splits a trailing value off a path given without one (`set a b VALUE` parsed as a path),
+/// when the tree has a valued leaf at the parent.
+pub(crate) fn resolve_value<'c>(tree: &Tree, cmd: &'c Command) -> (&'c [String], Option<&'c str>) {
     if cmd.value.is_none()
         && !tree.exists(&cmd.path)
         && let Some((last, parent)) = cmd.path.split_last()

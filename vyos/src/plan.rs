@@ -15,6 +15,7 @@
 //! Before anything is compared, the desired and previous trees are conformed to the running
 //! config ([`Tree::conform_to`]) so command-written values and tag flags match the router's.
 
+use crate::apply::resolve_value;
 use crate::commands::{Command, Op};
 use crate::diff::{Diff, diff, tree_commands};
 use crate::merge::merge;
@@ -44,6 +45,9 @@ pub struct PlanInput<'a> {
     pub policy: Policy,
     /// Under Merge, subtrees owned entirely by the desired configuration.
     pub managed_scopes: &'a [Path],
+    /// Under Merge, explicit `delete` commands of the desired state, applied to the running
+    /// config (where the path or value exists) before the desired config is merged.
+    pub deletions: &'a [Command],
     /// Configuration that always wins (from the agent's local protected-paths file).
     pub protected: &'a Tree,
     /// Tag and multi-value hints.
@@ -106,6 +110,18 @@ fn merge_target(input: &PlanInput<'_>, desired: &Tree) -> Tree {
             }
         }
     }
+    for cmd in input.deletions.iter().filter(|c| c.op == Op::Delete) {
+        let (path, value) = resolve_value(&target, cmd);
+        let exists = match value {
+            Some(v) => target.values(path).iter().any(|x| x == v),
+            None => target.exists(path),
+        };
+        if exists {
+            let (path, value) = (path.to_vec(), value.map(str::to_owned));
+            // Present, so the delete cannot fail.
+            let _ = target.delete(&path, value.as_deref());
+        }
+    }
     for scope in input.managed_scopes {
         if scope.is_empty() {
             continue;
@@ -142,6 +158,7 @@ mod tests {
             previous: None,
             policy: Policy::Replace,
             managed_scopes: &[],
+            deletions: &[],
             protected: &Tree::new(),
             schema: Schema::vyos(),
         });
@@ -161,11 +178,48 @@ mod tests {
             previous: Some(&previous),
             policy: Policy::Merge,
             managed_scopes: &[],
+            deletions: &[],
             protected: &Tree::new(),
             schema: Schema::vyos(),
         });
         assert_eq!(lines(&p), ["delete system host-name 'vyos'", "delete system ntp", "set system host-name 'r1'"]);
         assert_eq!(p.target.values(&["system", "login", "user"]), ["vyos"]);
+    }
+
+    #[test]
+    fn merge_applies_explicit_deletions_before_the_desired_config() {
+        let running = t(
+            "interfaces {\n    ethernet eth1 {\n        address 10.0.0.1/24\n        address 10.0.1.1/24\n        mtu 9000\n    }\n}\nsystem {\n    host-name vyos\n}\n",
+        );
+        let desired = t("interfaces {\n    ethernet eth1 {\n        mtu 1500\n    }\n}\n");
+        let deletions = crate::commands::parse_commands(
+            "delete interfaces ethernet eth1 address 10.0.1.1/24\ndelete system host-name\ndelete protocols bgp\nset system ntp",
+        )
+        .unwrap();
+        let input = PlanInput {
+            running: &running,
+            desired: &desired,
+            previous: None,
+            policy: Policy::Merge,
+            managed_scopes: &[],
+            deletions: &deletions,
+            protected: &Tree::new(),
+            schema: Schema::vyos(),
+        };
+        let p = plan(input);
+        // Absent paths and non-delete commands are ignored; the desired config still wins.
+        assert_eq!(
+            lines(&p),
+            [
+                "delete interfaces ethernet eth1 address '10.0.1.1/24'",
+                "delete interfaces ethernet eth1 mtu '9000'",
+                "delete system host-name",
+                "set interfaces ethernet eth1 mtu '1500'"
+            ]
+        );
+        // Replace ignores deletions: the desired config is the whole truth anyway.
+        let p = plan(PlanInput { policy: Policy::Replace, ..input });
+        assert!(!p.target.exists(&["system"]));
     }
 
     #[test]
@@ -180,6 +234,7 @@ mod tests {
             previous: None,
             policy: Policy::Merge,
             managed_scopes: &scopes,
+            deletions: &[],
             protected: &Tree::new(),
             schema: Schema::vyos(),
         });
@@ -197,6 +252,7 @@ mod tests {
             previous: None,
             policy: Policy::Replace,
             managed_scopes: &[],
+            deletions: &[],
             protected: &protected,
             schema: Schema::vyos(),
         });
@@ -215,6 +271,7 @@ mod tests {
             previous: None,
             policy: Policy::Replace,
             managed_scopes: &[],
+            deletions: &[],
             protected: &Tree::new(),
             schema: Schema::vyos(),
         });
