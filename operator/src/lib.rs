@@ -1,11 +1,13 @@
 //! The vrouter operator: renders one desired configuration per router from Kubernetes resources
 //! (or a directory of manifests) and keeps every router in that state.
 //!
+//! - [`compose`]: a router's configs composed into one desired state and its revision id.
 //! - [`crd`]: the custom resources and their validation rules.
 //! - [`pki`]: the operator's CA, enrollment tokens and router certificates.
 //! - [`hub`]: the agent hub — one authenticated stream per router, and the delivery API.
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod compose;
 pub mod crd;
 pub mod http;
 pub mod hub;
