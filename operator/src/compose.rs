@@ -141,7 +141,7 @@ pub fn compose(parts: &[Part<'_>], schema: &Schema) -> Result<Composed, Vec<Comp
     let mut owner: BTreeMap<Vec<String>, usize> = BTreeMap::new();
     let mut overlaps: BTreeMap<String, Vec<Overlap>> = BTreeMap::new();
     let mut deletions = BTreeSet::new();
-    let mut record = |overlaps: &mut BTreeMap<String, Vec<Overlap>>, winner: &str, loser: &str, path: String| {
+    let record = |overlaps: &mut BTreeMap<String, Vec<Overlap>>, winner: &str, loser: &str, path: String| {
         overlaps.entry(winner.to_owned()).or_default().push(Overlap {
             other: loser.to_owned(),
             path: path.clone(),
