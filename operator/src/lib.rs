@@ -3,7 +3,9 @@
 //!
 //! - [`compose`]: a router's configs composed into one desired state and its revision id.
 //! - [`crd`]: the custom resources and their validation rules.
+//! - [`naming`]: names and labels of generated VRouterConfigs.
 //! - [`pki`]: the operator's CA, enrollment tokens and router certificates.
+//! - [`rollout`]: which generated configs a binding writes now.
 //! - [`hub`]: the agent hub — one authenticated stream per router, and the delivery API.
 //! - [`metrics`]: Prometheus metrics.
 
@@ -12,5 +14,8 @@ pub mod crd;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod naming;
 pub mod pki;
 pub mod qga;
+pub mod rollout;
+pub mod time;
