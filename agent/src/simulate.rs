@@ -94,12 +94,27 @@ pub fn start(options: &SimulateOptions, shutdown: &CancellationToken) -> Result<
         Some(p) => read_tokens(p)?,
         None => HashMap::new(),
     };
-    let mut routers = Vec::with_capacity(options.count);
-    let mut controls = Vec::with_capacity(options.count);
-    let mut tasks = Vec::with_capacity(options.count);
-    for i in 0..options.count {
-        let identity = format!("{}/{}{}", options.namespace, options.prefix, i);
-        let state_dir = options.state_dir.join(format!("{}-{}{}", options.namespace, options.prefix, i));
+    let identities: Vec<String> =
+        (0..options.count).map(|i| format!("{}/{}{}", options.namespace, options.prefix, i)).collect();
+    start_routers(options, &identities, &tokens, shutdown)
+}
+
+/// Starts one simulated router per identity (`<namespace>/<name>`; `options.count`,
+/// `namespace` and `prefix` are not used), with enrollment tokens by identity.
+pub fn start_routers(
+    options: &SimulateOptions,
+    identities: &[String],
+    tokens: &HashMap<String, String>,
+    shutdown: &CancellationToken,
+) -> Result<Fleet, String> {
+    let mut routers = Vec::with_capacity(identities.len());
+    let mut controls = Vec::with_capacity(identities.len());
+    let mut tasks = Vec::with_capacity(identities.len());
+    for identity in identities {
+        let identity = identity.clone();
+        let (namespace, name) =
+            identity.split_once('/').ok_or_else(|| format!("{identity:?}: expected <namespace>/<name>"))?;
+        let state_dir = options.state_dir.join(format!("{namespace}-{name}"));
         let config = AgentConfig {
             identity: identity.clone(),
             state_dir: state_dir.clone(),
@@ -113,7 +128,7 @@ pub fn start(options: &SimulateOptions, shutdown: &CancellationToken) -> Result<
             },
             backend: BackendConfig {
                 kind: BackendKind::Sim,
-                sim: SimConfig { hostname: Some(format!("{}{}", options.prefix, i)), ..options.sim.clone() },
+                sim: SimConfig { hostname: Some(name.to_owned()), ..options.sim.clone() },
             },
             reconnect: options.reconnect.clone(),
             apply: ApplyConfig { commit_confirm: options.commit_confirm, ..ApplyConfig::default() },

@@ -6,11 +6,13 @@
 //! - [`naming`]: names and labels of generated VRouterConfigs.
 //! - [`pki`]: the operator's CA, enrollment tokens and router certificates.
 //! - [`rollout`]: which generated configs a binding writes now.
+//! - [`delivery`]: keeps every router at its desired revision through the hub.
 //! - [`hub`]: the agent hub — one authenticated stream per router, and the delivery API.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod compose;
 pub mod crd;
+pub mod delivery;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -1,0 +1,522 @@
+//! Delivery: keeps every router at its desired revision (no Kubernetes here).
+//!
+//! The controllers (or standalone mode) call [`Engine::set_desired`] with each router's
+//! composed revision; one worker per router delivers it through the agent hub when the agent is
+//! connected (and again whenever it reconnects), records what was applied in an
+//! [`AppliedStore`] (so Merge removals are computed from what the router really received, even
+//! across operator restarts), retries failures with exponential backoff, and re-applies on
+//! drift when the target's policy says so. Every state change is sent as a [`DeliveryEvent`]
+//! for the status writers. QGA delivery slots in here as a second path of the worker.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use vrouter_proto::RouterId;
+use vrouter_proto::v1::{ApplyOutcome, ApplyRequest, ApplyResult, CommitConfirm, ConfigPolicy as WirePolicy, Revision};
+
+use crate::crd::ConfigPolicy;
+use crate::hub::{DeliveryError, Hub, HubEvent};
+
+/// A router's desired revision, ready to deliver.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    /// Revision id.
+    pub revision: String,
+    /// Digest of the desired tree (secrets as placeholders).
+    pub digest: String,
+    /// Hierarchical config with secret placeholders (what is stored and shown).
+    pub config: String,
+    /// Placeholder → value, substituted only into what is sent.
+    pub secrets: BTreeMap<String, String>,
+    /// Explicit deletions.
+    pub deletions: Vec<String>,
+    /// Merge or Replace.
+    pub policy: ConfigPolicy,
+    /// Managed scopes.
+    pub managed_scopes: Vec<String>,
+    /// Save after commit.
+    pub save: bool,
+    /// Commit-confirm minutes (None: off).
+    pub commit_confirm: Option<u32>,
+    /// Deadline of one apply.
+    pub apply_timeout: Duration,
+    /// Deliver nothing (drift is still reported).
+    pub paused: bool,
+    /// Re-apply on drift.
+    pub correct_drift: bool,
+}
+
+impl Desired {
+    fn substituted(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for (placeholder, value) in &self.secrets {
+            out = out.replace(placeholder.as_str(), value);
+        }
+        out
+    }
+
+    /// Replaces secret values in text from the router (output, errors) with their placeholders.
+    pub fn redact(&self, text: &str) -> String {
+        let mut pairs: Vec<(&String, &String)> = self.secrets.iter().filter(|(_, v)| v.len() >= 4).collect();
+        // Longest first, so a value containing another is replaced whole.
+        pairs.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+        let mut out = text.to_owned();
+        for (placeholder, value) in pairs {
+            out = out.replace(value.as_str(), placeholder);
+        }
+        out
+    }
+}
+
+/// What was last applied to a router (secrets as placeholders).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AppliedRecord {
+    /// Revision id.
+    pub revision: String,
+    /// Its config.
+    pub config: String,
+    /// When, Unix seconds.
+    pub at: i64,
+}
+
+/// Durable record of what each router was last given.
+#[async_trait]
+pub trait AppliedStore: Send + Sync {
+    /// The record of a router.
+    async fn load(&self, id: &RouterId) -> Result<Option<AppliedRecord>, String>;
+    /// Replaces the record of a router.
+    async fn save(&self, id: &RouterId, record: &AppliedRecord) -> Result<(), String>;
+}
+
+/// An in-memory store (tests).
+#[derive(Default)]
+pub struct MemoryStore(Mutex<HashMap<RouterId, AppliedRecord>>);
+
+#[async_trait]
+impl AppliedStore for MemoryStore {
+    async fn load(&self, id: &RouterId) -> Result<Option<AppliedRecord>, String> {
+        Ok(self.0.lock().map_err(|e| e.to_string())?.get(id).cloned())
+    }
+    async fn save(&self, id: &RouterId, record: &AppliedRecord) -> Result<(), String> {
+        self.0.lock().map_err(|e| e.to_string())?.insert(id.clone(), record.clone());
+        Ok(())
+    }
+}
+
+/// A store of one JSON file per router in a directory (standalone mode).
+pub struct DirStore(std::path::PathBuf);
+
+impl DirStore {
+    /// Uses (and creates) `dir`.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(DirStore(dir))
+    }
+
+    fn path(&self, id: &RouterId) -> std::path::PathBuf {
+        self.0.join(format!("{}_{}.json", id.namespace(), id.name()))
+    }
+}
+
+#[async_trait]
+impl AppliedStore for DirStore {
+    async fn load(&self, id: &RouterId) -> Result<Option<AppliedRecord>, String> {
+        match tokio::fs::read(self.path(id)).await {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| format!("{}: {e}", self.path(id).display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", self.path(id).display())),
+        }
+    }
+    async fn save(&self, id: &RouterId, record: &AppliedRecord) -> Result<(), String> {
+        let path = self.path(id);
+        let tmp = path.with_extension("tmp");
+        let data = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
+        tokio::fs::write(&tmp, data).await.map_err(|e| format!("{}: {e}", tmp.display()))?;
+        tokio::fs::rename(&tmp, &path).await.map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Where a router's delivery stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting (not connected, paused).
+    Pending,
+    /// An apply is in flight.
+    Applying,
+    /// The router confirmed the desired revision.
+    Applied,
+    /// The last attempt failed; retried later.
+    Failed,
+}
+
+/// A change in a router's delivery, for status writers.
+#[derive(Clone, Debug)]
+pub struct DeliveryEvent {
+    /// The router.
+    pub id: RouterId,
+    /// The desired revision this is about.
+    pub revision: String,
+    /// Where it stands.
+    pub phase: Phase,
+    /// Human-readable (secrets redacted).
+    pub message: String,
+    /// The attempt's result, when there was one.
+    pub result: Option<Attempt>,
+}
+
+/// One finished delivery attempt.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// Outcome name (`Applied`, `NoChange`, `Failed`, `RolledBack`, `Partial`, or the delivery
+    /// error kind).
+    pub outcome: String,
+    /// Commands executed.
+    pub commands: u32,
+    /// How long it took.
+    pub duration: Duration,
+    /// When it finished.
+    pub at: SystemTime,
+    /// The router's running digest after it.
+    pub running_digest: String,
+    /// Whether the router saved.
+    pub saved: bool,
+}
+
+/// Timing of retries.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// First retry delay after a failure.
+    pub retry_min: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Retry delay after a lost session or timeout (the outcome is unknown; the retry finds
+    /// out without committing twice).
+    pub retry_unknown: Duration,
+    /// Smallest gap between two drift corrections of one router (doubles while drift persists).
+    pub correction_min: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            retry_min: Duration::from_secs(30),
+            retry_max: Duration::from_secs(300),
+            retry_unknown: Duration::from_secs(5),
+            correction_min: Duration::from_secs(60),
+        }
+    }
+}
+
+struct Worker {
+    desired: watch::Sender<Option<Desired>>,
+    kick: Arc<tokio::sync::Notify>,
+    force: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The delivery engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    hub: Hub,
+    store: Arc<dyn AppliedStore>,
+    config: EngineConfig,
+    workers: Mutex<HashMap<RouterId, Worker>>,
+    events: mpsc::UnboundedSender<DeliveryEvent>,
+    cancel: CancellationToken,
+}
+
+impl Engine {
+    /// A new engine; events arrive on the returned receiver. Workers stop when `cancel` fires.
+    pub fn new(
+        hub: Hub,
+        store: Arc<dyn AppliedStore>,
+        config: EngineConfig,
+        cancel: CancellationToken,
+    ) -> (Engine, mpsc::UnboundedReceiver<DeliveryEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let engine = Engine {
+            inner: Arc::new(EngineInner { hub, store, config, workers: Mutex::default(), events: tx, cancel }),
+        };
+        let e = engine.clone();
+        tokio::spawn(async move { e.watch_hub().await });
+        (engine, rx)
+    }
+
+    /// Sets (or with `None`, clears) a router's desired revision.
+    pub fn set_desired(&self, id: &RouterId, desired: Option<Desired>) {
+        let Ok(mut workers) = self.inner.workers.lock() else { return };
+        if let Some(w) = workers.get(id) {
+            w.desired.send_if_modified(|cur| {
+                if *cur != desired {
+                    *cur = desired.clone();
+                    true
+                } else {
+                    false
+                }
+            });
+            return;
+        }
+        if desired.is_none() {
+            return;
+        }
+        let (tx, rx) = watch::channel(desired);
+        let worker = Worker { desired: tx, kick: Arc::default(), force: Arc::default() };
+        let run = WorkerRun {
+            id: id.clone(),
+            engine: self.inner.clone(),
+            desired: rx,
+            kick: worker.kick.clone(),
+            force: worker.force.clone(),
+        };
+        workers.insert(id.clone(), worker);
+        tokio::spawn(run.run());
+    }
+
+    /// Routers with a desired revision.
+    pub fn routers(&self) -> Vec<RouterId> {
+        self.inner.workers.lock().map(|w| w.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn kick(&self, id: &RouterId, force: bool) {
+        if let Ok(workers) = self.inner.workers.lock()
+            && let Some(w) = workers.get(id)
+        {
+            if force {
+                w.force.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            w.kick.notify_one();
+        }
+    }
+
+    async fn watch_hub(self) {
+        let mut events = self.inner.hub.subscribe();
+        let mut last_correction: HashMap<RouterId, (SystemTime, Duration)> = HashMap::new();
+        loop {
+            let event = tokio::select! {
+                _ = self.inner.cancel.cancelled() => return,
+                e = events.recv() => e,
+            };
+            match event {
+                Ok(HubEvent::Connected { id, .. }) => self.kick(&id, false),
+                Ok(HubEvent::Drift { id, report }) if report.drifted => {
+                    let correct = self
+                        .inner
+                        .workers
+                        .lock()
+                        .ok()
+                        .and_then(|w| w.get(&id).map(|w| w.desired.borrow().as_ref().is_some_and(|d| d.correct_drift)))
+                        .unwrap_or(false);
+                    if !correct {
+                        continue;
+                    }
+                    let now = SystemTime::now();
+                    let min = self.inner.config.correction_min;
+                    let (last, gap) = last_correction.get(&id).copied().unwrap_or((SystemTime::UNIX_EPOCH, min));
+                    let since = now.duration_since(last).unwrap_or_default();
+                    if since >= gap {
+                        // A human fighting the operator doubles the gap each time; quiet
+                        // periods reset it.
+                        let next = if since > gap * 4 { min } else { (gap * 2).min(Duration::from_secs(3600)) };
+                        last_correction.insert(id.clone(), (now, next));
+                        self.kick(&id, true);
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed events: make every worker look again.
+                    let ids = self.routers();
+                    for id in ids {
+                        self.kick(&id, false);
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+struct WorkerRun {
+    id: RouterId,
+    engine: Arc<EngineInner>,
+    desired: watch::Receiver<Option<Desired>>,
+    kick: Arc<tokio::sync::Notify>,
+    force: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl WorkerRun {
+    fn emit(&self, revision: &str, phase: Phase, message: impl Into<String>, result: Option<Attempt>) {
+        let _ = self.engine.events.send(DeliveryEvent {
+            id: self.id.clone(),
+            revision: revision.to_owned(),
+            phase,
+            message: message.into(),
+            result,
+        });
+    }
+
+    async fn run(mut self) {
+        // The revision confirmed by the router in this process's lifetime.
+        let mut confirmed: Option<String> = None;
+        let mut failures = 0u32;
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        loop {
+            let desired = self.desired.borrow_and_update().clone();
+            let force = self.force.swap(false, std::sync::atomic::Ordering::SeqCst);
+            let due = retry_at.is_none_or(|t| tokio::time::Instant::now() >= t);
+            if let Some(d) = desired.as_ref().filter(|d| !d.paused)
+                && (confirmed.as_deref() != Some(d.revision.as_str()) || force)
+                && (due || force)
+            {
+                retry_at = None;
+                match self.attempt(d, force).await {
+                    Ok(true) => {
+                        confirmed = Some(d.revision.clone());
+                        failures = 0;
+                    }
+                    Ok(false) => {
+                        failures += 1;
+                        let cfg = &self.engine.config;
+                        let delay =
+                            cfg.retry_min.saturating_mul(1 << failures.min(10).saturating_sub(1)).min(cfg.retry_max);
+                        retry_at = Some(tokio::time::Instant::now() + delay);
+                    }
+                    Err(delay) => retry_at = delay.map(|d| tokio::time::Instant::now() + d),
+                }
+            } else if let Some(d) = desired.as_ref().filter(|d| d.paused) {
+                self.emit(&d.revision, Phase::Pending, "delivery is paused", None);
+            }
+            let sleep = async {
+                match retry_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.engine.cancel.cancelled() => return,
+                changed = self.desired.changed() => {
+                    if changed.is_err() { return; }
+                    // New content: try at once.
+                    retry_at = None;
+                    failures = 0;
+                }
+                _ = self.kick.notified() => { retry_at = None; }
+                _ = sleep => {}
+            }
+        }
+    }
+
+    /// One delivery attempt. `Ok(true)`: confirmed; `Ok(false)`: the router refused it (retry
+    /// with backoff); `Err(Some(d))`: unknown outcome, retry after `d`; `Err(None)`: wait for a
+    /// connection.
+    async fn attempt(&self, d: &Desired, force: bool) -> Result<bool, Option<Duration>> {
+        let store = &self.engine.store;
+        let previous = match store.load(&self.id).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.emit(&d.revision, Phase::Failed, format!("cannot read the applied record: {e}"), None);
+                return Err(Some(self.engine.config.retry_min));
+            }
+        };
+        let request = ApplyRequest {
+            revision: Some(Revision { id: d.revision.clone(), digest: d.digest.clone() }),
+            desired_config: d.substituted(&d.config),
+            policy: match d.policy {
+                ConfigPolicy::Merge => WirePolicy::Merge,
+                ConfigPolicy::Replace => WirePolicy::Replace,
+            } as i32,
+            managed_scopes: d.managed_scopes.clone(),
+            previous_config: previous.as_ref().map(|p| d.substituted(&p.config)).unwrap_or_default(),
+            previous_revision: previous.as_ref().map(|p| Revision { id: p.revision.clone(), digest: String::new() }),
+            save: d.save,
+            commit_confirm: Some(CommitConfirm {
+                enabled: d.commit_confirm.is_some(),
+                timeout_minutes: d.commit_confirm.unwrap_or(0),
+                proof_deadline: None,
+            }),
+            deadline: prost_types::Duration::try_from(d.apply_timeout).ok(),
+            force,
+            deletions: d.deletions.clone(),
+            ..ApplyRequest::default()
+        };
+        self.emit(&d.revision, Phase::Applying, "delivering", None);
+        let started = std::time::Instant::now();
+        // The hub's timeout covers the agent's own deadline plus the commit-confirm proof.
+        let timeout = d.apply_timeout + Duration::from_secs(30);
+        let result = self.engine.hub.apply(&self.id, request, timeout).await;
+        let attempt = |outcome: &str, r: Option<&ApplyResult>| Attempt {
+            outcome: outcome.to_owned(),
+            commands: r.map_or(0, |r| r.commands.len() as u32),
+            duration: started.elapsed(),
+            at: SystemTime::now(),
+            running_digest: r.map(|r| r.running_digest.clone()).unwrap_or_default(),
+            saved: r.is_some_and(|r| r.saved),
+        };
+        match result {
+            Ok(r) => {
+                let outcome = ApplyOutcome::try_from(r.outcome).unwrap_or(ApplyOutcome::Unspecified);
+                let name = outcome_name(outcome);
+                match outcome {
+                    ApplyOutcome::Applied | ApplyOutcome::NoChange => {
+                        let record =
+                            AppliedRecord { revision: d.revision.clone(), config: d.config.clone(), at: unix_now() };
+                        if let Err(e) = store.save(&self.id, &record).await {
+                            // Delivered, but the next Merge may miss removals: say so.
+                            tracing::error!(router = %self.id, error = %e, "cannot record the applied revision");
+                        }
+                        let message = if outcome == ApplyOutcome::NoChange {
+                            "the router already runs this revision".to_owned()
+                        } else {
+                            format!("applied {} commands", r.commands.len())
+                        };
+                        self.emit(&d.revision, Phase::Applied, message, Some(attempt(name, Some(&r))));
+                        Ok(true)
+                    }
+                    _ => {
+                        let mut message = format!("{name}: {}", if r.error.is_empty() { &r.output } else { &r.error });
+                        if !r.failed_paths.is_empty() {
+                            message.push_str(&format!(" (failed paths: {})", r.failed_paths.join(", ")));
+                        }
+                        self.emit(&d.revision, Phase::Failed, d.redact(&message), Some(attempt(name, Some(&r))));
+                        Ok(false)
+                    }
+                }
+            }
+            Err(DeliveryError::NotConnected(_)) => {
+                self.emit(&d.revision, Phase::Pending, "waiting for the router's agent to connect", None);
+                Err(None)
+            }
+            Err(e @ (DeliveryError::SessionLost(_) | DeliveryError::Timeout { .. })) => {
+                self.emit(&d.revision, Phase::Failed, e.to_string(), Some(attempt("Unknown", None)));
+                Err(Some(self.engine.config.retry_unknown))
+            }
+            Err(e) => {
+                self.emit(&d.revision, Phase::Failed, d.redact(&e.to_string()), Some(attempt("Refused", None)));
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// The outcome's name as shown in status.
+pub fn outcome_name(outcome: ApplyOutcome) -> &'static str {
+    match outcome {
+        ApplyOutcome::Applied => "Applied",
+        ApplyOutcome::NoChange => "NoChange",
+        ApplyOutcome::Failed => "Failed",
+        ApplyOutcome::RolledBack => "RolledBack",
+        ApplyOutcome::Partial => "Partial",
+        ApplyOutcome::Unspecified => "Unknown",
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
