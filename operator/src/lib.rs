@@ -4,9 +4,11 @@
 //! - [`pki`]: the operator's CA, enrollment tokens and router certificates.
 //! - [`hub`]: the agent hub — one authenticated stream per router, and the delivery API.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`render`]: template rendering (minijinja), parameter merging, secret placeholders.
 
 pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod pki;
 pub mod qga;
+pub mod render;
