@@ -1,23 +1,30 @@
 //! The vrouter operator: renders one desired configuration per router from Kubernetes resources
 //! (or a directory of manifests) and keeps every router in that state.
 //!
-//! - [`compose`]: a router's configs composed into one desired state and its revision id.
+//! Pure logic (no I/O):
 //! - [`crd`]: the custom resources and their validation rules.
+//! - [`render`]: template rendering (minijinja), parameter merging, secret placeholders.
+//! - [`generate`]: a binding's generated VRouterConfigs.
 //! - [`naming`]: names and labels of generated VRouterConfigs.
-//! - [`pki`]: the operator's CA, enrollment tokens and router certificates.
 //! - [`rollout`]: which generated configs a binding writes now.
+//! - [`compose`]: a router's configs composed into one desired state and its revision id.
+//!
+//! Shells:
 //! - [`delivery`]: keeps every router at its desired revision through the hub.
 //! - [`hub`]: the agent hub — one authenticated stream per router, and the delivery API.
+//! - [`pki`]: the operator's CA, enrollment tokens and router certificates.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod compose;
 pub mod crd;
 pub mod delivery;
+pub mod generate;
 pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod naming;
 pub mod pki;
 pub mod qga;
+pub mod render;
 pub mod rollout;
 pub mod time;
