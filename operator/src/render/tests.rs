@@ -259,6 +259,20 @@ fn include_cycle_fails_cleanly() {
 fn recursive_macro_fails_cleanly() {
     let err = render_one("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", json!({})).unwrap_err();
     assert!(err.to_string().contains("recursion limit exceeded"), "{err}");
+    // Also with a small stack, and with recursion through a loop and an import.
+    let r = renderer(&[
+        config(
+            "m",
+            "{% macro f(n) %}{% for i in [1] %}{% import 'm' as again %}{{ again.f(n) }}{% endfor %}{% endmacro %}",
+        ),
+        config("main", "{% import 'm' as m %}{{ m.f(1) }}"),
+    ]);
+    let handle = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || r.render("main", &ctx(json!({}))).unwrap_err().to_string())
+        .unwrap();
+    let message = handle.join().unwrap();
+    assert!(message.contains("recursion limit exceeded"), "{message}");
     // Bounded recursion is fine.
     let out =
         render_one("{% macro f(n) %}{% if n > 0 %}{{ n }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(5) }}", json!({}))
@@ -475,4 +489,116 @@ fn renderer_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Renderer>();
     check::<RenderError>();
+}
+
+#[test]
+fn params_shadow_helpers_but_filters_still_work() {
+    let out = render_one(
+        "{{ address }} {{ cidr | address }} {{ cidr | host(2) }}",
+        json!({"address": "Main St", "cidr": "10.0.0.7/24"}),
+    )
+    .unwrap();
+    assert_eq!(out, "Main St 10.0.0.7 10.0.0.2");
+}
+
+#[test]
+fn keys_that_are_not_identifiers() {
+    let out =
+        render_one("{{ params['my-key'] }} {{ vlan['10'] }}", json!({"my-key": 1, "vlan": {"10": "ten"}})).unwrap();
+    assert_eq!(out, "1 ten");
+}
+
+#[test]
+fn empty_fields_render_empty() {
+    let r = renderer(&[tpl("t", Some(""), Some(""))]);
+    let out = r.render("t", &ctx(json!({}))).unwrap();
+    assert_eq!((out.config.as_deref(), out.commands.as_deref()), (Some(""), Some("")));
+}
+
+#[test]
+fn network_helpers_in_a_template() {
+    let text = "interfaces {\n    ethernet eth1 {\n        address {{ lan | host_cidr(1) }}\n    }\n}\n\
+                {% for v in vlans %}{{ subnet(supernet, 24, v) }} gw {{ subnet(supernet, 24, v) | host(1) }}\n{% endfor %}\
+                {% if lan is ipv4 %}v4 {{ netmask(lan) }} {{ broadcast(lan) }}{% endif %}";
+    let out = render_one(text, json!({"lan": "192.168.10.0/24", "supernet": "10.20.0.0/16", "vlans": [1, 2]})).unwrap();
+    assert_eq!(
+        out,
+        "interfaces {\n    ethernet eth1 {\n        address 192.168.10.1/24\n    }\n}\n\
+         10.20.1.0/24 gw 10.20.1.1\n10.20.2.0/24 gw 10.20.2.1\nv4 255.255.255.0 192.168.10.255"
+    );
+    let err = render_one("line\n{{ host('10.0.0.0/30', 5) }}", json!({})).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "template \"t\" (config) line 2: host(\"10.0.0.0/30\", 5): out of range, subnet has 2 hosts"
+    );
+}
+
+#[test]
+fn merged_params_render() {
+    let shared = json!({"ntp": ["a", "b"], "bgp": {"asn": 65000, "keepalive": 30}});
+    let binding = json!({"bgp": {"keepalive": 10}, "ntp": ["c"]});
+    let target = json!({"hostname": "r1", "bgp": {"router_id": "1.1.1.1"}});
+    let layers: Vec<serde_json::Map<String, serde_json::Value>> =
+        [shared, binding, target].into_iter().map(|v| v.as_object().unwrap().clone()).collect();
+    let params = merge_params(&layers.iter().collect::<Vec<_>>());
+    let r = renderer(&[config(
+        "t",
+        "{{ hostname }} {{ bgp.asn }} {{ bgp.keepalive }} {{ bgp.router_id }} {{ ntp | join(',') }}",
+    )]);
+    let c = RenderContext { params, ..RenderContext::default() };
+    assert_eq!(r.render("t", &c).unwrap().config.unwrap(), "r1 65000 10 1.1.1.1 c");
+}
+
+/// The examples of docs/templates.md.
+#[test]
+fn documentation_examples() {
+    let r = renderer(&[
+        tpl(
+            "base",
+            Some(
+                "system {\n    host-name {{ hostname }}\n}\ninterfaces {\n    ethernet eth1 {\n        address {{ lan | host_cidr(1) }}\n    }\n}\n",
+            ),
+            Some(
+                "set system time-zone '{{ timezone | default(\"UTC\") }}'\n{% for server in ntp %}\nset service ntp server {{ server }}\n{% endfor %}\n",
+            ),
+        ),
+        config(
+            "macros",
+            "{% macro ethernet(name, cidr, description=\"\") %}\nethernet {{ name }} {\n    address {{ cidr }}\n\
+             {% if description %}    description \"{{ description }}\"\n{% endif %}}\n{% endmacro %}",
+        ),
+        config("common", "system {\n    time-zone UTC\n}\n"),
+        tpl(
+            "main",
+            Some(
+                "{% import \"macros\" as m %}\ninterfaces {\n{{ m.ethernet(\"eth1\", lan | host_cidr(1), \"LAN\") }}\n}\n{% include \"common\" %}",
+            ),
+            Some(
+                "{% from \"macros/config\" import ethernet %}{% for k, v in map | items %}{{ k }}={{ v }} {% endfor %}{{ \"%s-%d\" | format(a, b) }}",
+            ),
+        ),
+    ]);
+    let c = ctx(
+        json!({"hostname": "r1", "lan": "192.168.1.0/24", "ntp": ["a", "b"], "map": {"x": 1, "y": 2}, "a": "s", "b": 3}),
+    );
+    let base = r.render("base", &c).unwrap();
+    assert_eq!(
+        base.config.unwrap(),
+        "system {\n    host-name r1\n}\ninterfaces {\n    ethernet eth1 {\n        address 192.168.1.1/24\n    }\n}\n"
+    );
+    assert_eq!(
+        base.commands.unwrap(),
+        "set system time-zone 'UTC'\n\nset service ntp server a\n\nset service ntp server b\n\n"
+    );
+    let main = r.render("main", &c).unwrap();
+    assert_eq!(
+        main.config.unwrap(),
+        "\ninterfaces {\n\nethernet eth1 {\n    address 192.168.1.1/24\n    description \"LAN\"\n}\n\n}\nsystem {\n    time-zone UTC\n}\n"
+    );
+    assert_eq!(main.commands.unwrap(), "x=1 y=2 s-3");
+    let errs = Renderer::new(&[config("bgp", "a\nb\n{% if x %}")], Limits::default()).unwrap_err();
+    assert_eq!(
+        errs[0].to_string(),
+        "template \"bgp\" (config) line 3: syntax error: unexpected end of input, expected end of block"
+    );
 }
