@@ -82,7 +82,10 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
 
 /// The binding's targets: `targetRefs` in order, then selector matches by name. Names in
 /// `targetRefs` that do not exist are returned separately.
-pub fn select_targets(binding: &VRouterBinding, targets: &BTreeMap<String, VRouterTarget>) -> (Vec<String>, Vec<String>) {
+pub fn select_targets(
+    binding: &VRouterBinding,
+    targets: &BTreeMap<String, VRouterTarget>,
+) -> (Vec<String>, Vec<String>) {
     let mut out = Vec::new();
     let mut missing = Vec::new();
     let mut seen = BTreeSet::new();
@@ -137,16 +140,17 @@ pub fn generate(binding: &VRouterBinding, inputs: Inputs<'_>) -> Result<Output, 
     let sources: Vec<TemplateSource> = inputs
         .templates
         .iter()
-        .map(|(name, t)| TemplateSource { name: name.clone(), config: t.spec.config.clone(), commands: t.spec.commands.clone() })
+        .map(|(name, t)| TemplateSource {
+            name: name.clone(),
+            config: t.spec.config.clone(),
+            commands: t.spec.commands.clone(),
+        })
         .collect();
     let renderer = Renderer::new(&sources, Limits::default()).map_err(|errors| {
         // Only the errors of templates this binding uses (others fail their own bindings).
         let used: BTreeSet<&str> = refs.iter().map(|r| r.name.as_str()).collect();
-        let relevant: Vec<String> = errors
-            .iter()
-            .filter(|e| e.template().is_none_or(|t| used.contains(t)))
-            .map(ToString::to_string)
-            .collect();
+        let relevant: Vec<String> =
+            errors.iter().filter(|e| e.template().is_none_or(|t| used.contains(t))).map(ToString::to_string).collect();
         let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
         BindingError(if relevant.is_empty() { all } else { relevant }.join("; "))
     })?;
@@ -156,11 +160,8 @@ pub fn generate(binding: &VRouterBinding, inputs: Inputs<'_>) -> Result<Output, 
     for name in missing_targets {
         out.failed.insert(name.clone(), format!("VRouterTarget {name:?} not found"));
     }
-    let binding_info = ObjectInfo {
-        name: binding_name.clone(),
-        namespace: namespace.clone(),
-        labels: binding.labels().clone(),
-    };
+    let binding_info =
+        ObjectInfo { name: binding_name.clone(), namespace: namespace.clone(), labels: binding.labels().clone() };
     for target_name in &targets {
         let Some(target) = inputs.targets.get(target_name) else { continue };
         let mut target_layers = layers.clone();
@@ -169,7 +170,11 @@ pub fn generate(binding: &VRouterBinding, inputs: Inputs<'_>) -> Result<Output, 
         }
         let ctx = RenderContext {
             params: merge_params(&target_layers),
-            target: ObjectInfo { name: target_name.clone(), namespace: namespace.clone(), labels: target.labels().clone() },
+            target: ObjectInfo {
+                name: target_name.clone(),
+                namespace: namespace.clone(),
+                labels: target.labels().clone(),
+            },
             binding: Some(binding_info.clone()),
         };
         match render_target(&renderer, &refs, &ctx) {
@@ -251,7 +256,8 @@ mod tests {
         k
     }
 
-    fn fixture() -> (BTreeMap<String, VRouterTemplate>, BTreeMap<String, VRouterParams>, BTreeMap<String, VRouterTarget>) {
+    fn fixture() -> (BTreeMap<String, VRouterTemplate>, BTreeMap<String, VRouterParams>, BTreeMap<String, VRouterTarget>)
+    {
         let templates = BTreeMap::from([
             (
                 "base".to_owned(),
@@ -259,7 +265,9 @@ mod tests {
                     VRouterTemplate::new(
                         "",
                         VRouterTemplateSpec {
-                            config: Some("system {\n    host-name {{ target.name }}\n    time-zone {{ tz }}\n}\n".into()),
+                            config: Some(
+                                "system {\n    host-name {{ target.name }}\n    time-zone {{ tz }}\n}\n".into(),
+                            ),
                             commands: None,
                         },
                     ),
@@ -275,7 +283,8 @@ mod tests {
                         VRouterTemplateSpec {
                             config: None,
                             commands: Some(
-                                "set protocols bgp system-as '{{ .asn }}'\nset system time-zone '{{ site.tz }}'\n".into(),
+                                "set protocols bgp system-as '{{ .asn }}'\nset system time-zone '{{ site.tz }}'\n"
+                                    .into(),
                             ),
                         },
                     ),
@@ -287,13 +296,22 @@ mod tests {
         let params = BTreeMap::from([(
             "common".to_owned(),
             obj(
-                VRouterParams::new("", VRouterParamsSpec { params: json!({"tz": "UTC", "asn": 65000, "site": {"tz": "UTC"}}).as_object().unwrap().clone() }),
+                VRouterParams::new(
+                    "",
+                    VRouterParamsSpec {
+                        params: json!({"tz": "UTC", "asn": 65000, "site": {"tz": "UTC"}}).as_object().unwrap().clone(),
+                    },
+                ),
                 "common",
                 &[],
             ),
         )]);
         let mut targets = BTreeMap::new();
-        for (name, role, extra) in [("r1", "edge", json!({"asn": 65001})), ("r2", "edge", json!({})), ("hub", "core", json!({"site": {"tz": "Europe/Paris"}}))] {
+        for (name, role, extra) in [
+            ("r1", "edge", json!({"asn": 65001})),
+            ("r2", "edge", json!({})),
+            ("hub", "core", json!({"site": {"tz": "Europe/Paris"}})),
+        ] {
             let spec = VRouterTargetSpec { params: extra.as_object().cloned(), ..Default::default() };
             targets.insert(name.to_owned(), obj(VRouterTarget::new("", spec), name, &[("role", role)]));
         }

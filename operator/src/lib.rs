@@ -10,6 +10,7 @@
 //! - [`compose`]: a router's configs composed into one desired state and its revision id.
 //!
 //! Shells:
+//! - [`standalone`]: the operator on a directory of manifests, without Kubernetes.
 //! - [`delivery`]: keeps every router at its desired revision through the hub.
 //! - [`hub`]: the agent hub — one authenticated stream per router, and the delivery API.
 //! - [`pki`]: the operator's CA, enrollment tokens and router certificates.
@@ -27,4 +28,5 @@ pub mod pki;
 pub mod qga;
 pub mod render;
 pub mod rollout;
+pub mod standalone;
 pub mod time;

@@ -82,6 +82,39 @@ enum Cmd {
         #[arg(long, default_value_t = 86_400)]
         ttl_secs: u64,
     },
+    /// Run the operator on a directory of manifests instead of Kubernetes (GitOps checkout, edge
+    /// sites, demos). With --simulate, every target is an in-process simulated router.
+    Standalone {
+        /// Directory of YAML manifests (read recursively; re-read on change).
+        dir: PathBuf,
+        /// State directory (PKI, applied records, status.yaml); default <DIR>/.vrouter.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Agent endpoint address.
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: SocketAddr,
+        /// Run a simulated router for every VRouterTarget.
+        #[arg(long)]
+        simulate: bool,
+        /// Exit with status 0 once every router runs its desired revision.
+        #[arg(long)]
+        until_synced: bool,
+        /// Give up after this many seconds (non-zero exit with --until-synced).
+        #[arg(long)]
+        timeout_secs: Option<u64>,
+        /// How often the directory is checked for changes, milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// Seconds before a failed apply is retried (doubling up to 10x).
+        #[arg(long, default_value_t = 30)]
+        retry_secs: u64,
+    },
+    /// Render a directory of manifests (generated configs and each router's desired config)
+    /// without delivering anything.
+    Render {
+        /// Directory of YAML manifests.
+        dir: PathBuf,
+    },
     /// Print the CustomResourceDefinitions (YAML).
     Crds,
     /// Print the operator's CA certificate (agents' `ca_file`).
@@ -177,6 +210,28 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Crds => print!("{}", vrouter_operator::crd::crds_yaml()?),
+        Cmd::Render { dir } => print!("{}", vrouter_operator::standalone::render(&dir)?),
+        Cmd::Standalone { dir, state_dir, listen, simulate, until_synced, timeout_secs, poll_ms, retry_secs } => {
+            raise_fd_limit();
+            let retry = Duration::from_secs(retry_secs.max(1));
+            let options = vrouter_operator::standalone::Options {
+                state_dir: state_dir.unwrap_or_else(|| dir.join(".vrouter")),
+                dir,
+                listen,
+                simulate,
+                until_synced,
+                timeout: timeout_secs.map(Duration::from_secs),
+                poll: Duration::from_millis(poll_ms.max(50)),
+                table: true,
+                engine: vrouter_operator::delivery::EngineConfig {
+                    retry_min: retry,
+                    retry_max: retry * 10,
+                    ..Default::default()
+                },
+                hub: HubConfig::default(),
+            };
+            vrouter_operator::standalone::run(options, shutdown_on_signal()).await?;
+        }
         Cmd::Ca { pki } => {
             let pki = open_pki(&pki).await?;
             print!("{}", pki.ca_pem());

@@ -1,0 +1,339 @@
+//! Standalone mode: the operator without Kubernetes. Manifests come from a directory (a GitOps
+//! checkout), generated configs and statuses live in memory and in `<state>/status.yaml`, and
+//! routers connect to the agent endpoint as usual — or, with `simulate`, run in-process as
+//! simulated routers (the quick start).
+
+pub mod manifests;
+pub mod world;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+use vrouter_proto::RouterId;
+
+use crate::delivery::{self, Engine, EngineConfig};
+use crate::hub::{AgentServer, Hub, HubConfig, ServerConfig};
+use crate::metrics::Metrics;
+use crate::pki::{Pki, PkiConfig};
+use manifests::{Manifests, load_dir};
+use world::World;
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The manifests.
+    pub dir: PathBuf,
+    /// State (PKI, applied records, status, simulated routers).
+    pub state_dir: PathBuf,
+    /// Agent endpoint address.
+    pub listen: SocketAddr,
+    /// Run a simulated router for every target.
+    pub simulate: bool,
+    /// Exit once every router runs its desired revision (status 0), or when `timeout` passes.
+    pub until_synced: bool,
+    /// Give up after this long.
+    pub timeout: Option<Duration>,
+    /// How often the directory is re-read.
+    pub poll: Duration,
+    /// Print the target table on changes.
+    pub table: bool,
+    /// Delivery retry timing.
+    pub engine: EngineConfig,
+    /// Hub settings.
+    pub hub: HubConfig,
+}
+
+/// Errors of standalone mode.
+#[derive(Debug, thiserror::Error)]
+pub enum StandaloneError {
+    /// The manifests cannot be used.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Manifests(Vec<manifests::ManifestError>),
+    /// Setup failed.
+    #[error("{0}")]
+    Setup(String),
+    /// `until_synced` ran out of time.
+    #[error("not synced after {after:?}:\n  {}", pending.join("\n  "))]
+    NotSynced {
+        /// The timeout.
+        after: Duration,
+        /// What was still pending.
+        pending: Vec<String>,
+    },
+}
+
+/// Reads (or creates) the key of the secrets fingerprint.
+fn secret_key(state: &Path) -> Result<Vec<u8>, String> {
+    let path = state.join("revision.key");
+    match std::fs::read(&path) {
+        Ok(k) if k.len() >= 32 => Ok(k),
+        _ => {
+            let key: [u8; 32] = rand::random();
+            std::fs::write(&path, key).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(key.to_vec())
+        }
+    }
+}
+
+/// Renders everything once, without routers: generated configs and each router's desired
+/// config, as YAML (`vrouter-operator render DIR`).
+pub fn render(dir: &Path) -> Result<String, StandaloneError> {
+    let m = load_dir(dir).map_err(StandaloneError::Manifests)?;
+    let mut w = World::new(vec![0; 32]);
+    let out = w.step(&m, SystemTime::now());
+    let mut docs = String::new();
+    for c in w.generated() {
+        docs.push_str("---\n");
+        docs.push_str(&serde_saphyr::to_string(c).map_err(|e| StandaloneError::Setup(e.to_string()))?);
+    }
+    for (id, desired) in &out.desired {
+        if let Some(d) = desired {
+            docs.push_str(&format!("---\n# router {id} revision {}\n", d.revision));
+            for line in d.config.lines() {
+                docs.push_str("# ");
+                docs.push_str(line);
+                docs.push('\n');
+            }
+        }
+    }
+    let problems = w.unsynced(&m);
+    let render_problems: Vec<&String> =
+        problems.iter().filter(|p| p.contains("RenderFailed") || p.contains("VRouterBinding")).collect();
+    for p in render_problems {
+        if !p.contains("configs applied") {
+            docs.push_str(&format!("# problem: {p}\n"));
+        }
+    }
+    Ok(docs)
+}
+
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, SystemTime, u64)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, SystemTime, u64)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push((e.path(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Runs until `shutdown` (or until synced with `until_synced`).
+pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), StandaloneError> {
+    let setup = |e: String| StandaloneError::Setup(e);
+    std::fs::create_dir_all(&options.state_dir).map_err(|e| setup(format!("{}: {e}", options.state_dir.display())))?;
+    let mut manifests = load_dir(&options.dir).map_err(StandaloneError::Manifests)?;
+    let store = crate::pki::DirStore::new(options.state_dir.join("pki")).map_err(|e| setup(e.to_string()))?;
+    let pki = Pki::open(Arc::new(store), PkiConfig::default()).await.map_err(|e| setup(e.to_string()))?;
+    let pki = Arc::new(pki);
+    let ca_path = options.state_dir.join("ca.pem");
+    std::fs::write(&ca_path, pki.ca_pem()).map_err(|e| setup(format!("{}: {e}", ca_path.display())))?;
+    let hub = Hub::new(options.hub.clone(), pki.clone(), Metrics::new());
+    let mut hub_events = hub.subscribe();
+    let s = shutdown.clone();
+    let (addr, server) =
+        AgentServer::spawn(hub.clone(), ServerConfig::default(), options.listen, async move { s.cancelled().await })
+            .await
+            .map_err(|e| setup(format!("cannot listen on {}: {e}", options.listen)))?;
+    tracing::info!(%addr, dir = %options.dir.display(), "standalone operator: serving agents");
+    let applied = delivery::DirStore::new(options.state_dir.join("applied")).map_err(|e| setup(e.to_string()))?;
+    let (engine, mut events) = Engine::new(hub.clone(), Arc::new(applied), options.engine.clone(), shutdown.clone());
+    let mut world = World::new(secret_key(&options.state_dir).map_err(setup)?);
+
+    let sims = Simulated::new(&options, addr, &ca_path);
+    let mut sims = match sims {
+        Some(s) => Some(s?),
+        None => None,
+    };
+
+    let started = tokio::time::Instant::now();
+    let mut last_fp = fingerprint(&options.dir);
+    let mut last_table = String::new();
+    let mut wake: Option<Duration> = Some(Duration::ZERO);
+    let mut dirty = true;
+    let status_path = options.state_dir.join("status.yaml");
+    let result = loop {
+        if dirty {
+            dirty = false;
+            if let Some(s) = sims.as_mut() {
+                s.ensure(&manifests, &pki, &shutdown).await.map_err(setup)?;
+            }
+            let out = world.step(&manifests, SystemTime::now());
+            for (id, desired) in out.desired {
+                engine.set_desired(&id, desired);
+            }
+            wake = out.wake_after;
+            write_status(&world, &status_path);
+            let table = world.table();
+            if options.table && table != last_table {
+                println!("{table}");
+                last_table = table;
+            }
+            if options.until_synced && world.unsynced(&manifests).is_empty() {
+                break Ok(());
+            }
+        }
+        let timeout_left = options.timeout.map(|t| t.saturating_sub(started.elapsed()));
+        if timeout_left.is_some_and(|t| t.is_zero()) {
+            if options.until_synced {
+                break Err(StandaloneError::NotSynced {
+                    after: options.timeout.unwrap_or_default(),
+                    pending: world.unsynced(&manifests),
+                });
+            }
+            break Ok(());
+        }
+        let sleep_for = [Some(options.poll), wake, timeout_left].into_iter().flatten().min().unwrap_or(options.poll);
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            ev = events.recv() => {
+                if let Some(ev) = ev {
+                    tracing::debug!(router = %ev.id, phase = ?ev.phase, message = %ev.message, "delivery");
+                    world.on_delivery(&ev);
+                    dirty = true;
+                }
+            }
+            ev = hub_events.recv() => {
+                if let Ok(ev) = ev {
+                    world.on_hub(&ev);
+                    dirty = true;
+                }
+            }
+            _ = tokio::time::sleep(sleep_for) => {
+                let fp = fingerprint(&options.dir);
+                if fp != last_fp {
+                    last_fp = fp;
+                    match load_dir(&options.dir) {
+                        Ok(m) => {
+                            tracing::info!("manifests changed");
+                            manifests = m;
+                        }
+                        Err(errors) => {
+                            // Keep running on the last good manifests.
+                            for e in errors {
+                                tracing::error!(error = %e, "manifests not reloaded");
+                            }
+                        }
+                    }
+                }
+                dirty = true;
+            }
+        }
+    };
+    write_status(&world, &status_path);
+    if options.table {
+        println!("{}", world.table());
+    }
+    shutdown.cancel();
+    if let Some(s) = sims {
+        s.join().await;
+    }
+    let _ = server.await;
+    result
+}
+
+fn write_status(world: &World, path: &Path) {
+    let mut text = String::from("# Status of every object, written by `vrouter-operator standalone`.\n");
+    for d in world.status_documents() {
+        text.push_str("---\n");
+        text.push_str(&serde_saphyr::to_string(&d).unwrap_or_default());
+    }
+    let tmp = path.with_extension("tmp");
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)) {
+        tracing::error!(path = %path.display(), error = %e, "cannot write status");
+    }
+}
+
+/// In-process simulated routers, one per target.
+struct Simulated {
+    #[cfg(feature = "simulate")]
+    options: vrouter_agent::simulate::SimulateOptions,
+    #[cfg(feature = "simulate")]
+    running: std::collections::BTreeSet<String>,
+    #[cfg(feature = "simulate")]
+    fleets: Vec<vrouter_agent::simulate::Fleet>,
+}
+
+impl Simulated {
+    #[cfg(feature = "simulate")]
+    fn new(options: &Options, addr: SocketAddr, ca: &Path) -> Option<Result<Simulated, StandaloneError>> {
+        use vrouter_agent::config::{ReconnectConfig, SimConfig};
+        if !options.simulate {
+            return None;
+        }
+        let sim = vrouter_agent::simulate::SimulateOptions {
+            count: 0,
+            namespace: String::new(),
+            prefix: String::new(),
+            endpoint: format!("https://localhost:{}", addr.port()),
+            ca_file: ca.to_owned(),
+            server_name: Some("localhost".to_owned()),
+            tokens_file: None,
+            state_dir: options.state_dir.join("routers"),
+            sim: SimConfig { confirm_minute_ms: Some(1000), ..SimConfig::default() },
+            commit_confirm: true,
+            reconnect: ReconnectConfig { min_delay_ms: 100, max_delay_ms: 2000, healthy_after_secs: 5 },
+        };
+        Some(Ok(Simulated { options: sim, running: Default::default(), fleets: Vec::new() }))
+    }
+
+    #[cfg(not(feature = "simulate"))]
+    fn new(options: &Options, _: SocketAddr, _: &Path) -> Option<Result<Simulated, StandaloneError>> {
+        options
+            .simulate
+            .then(|| Err(StandaloneError::Setup("this build has no simulated routers (feature `simulate`)".to_owned())))
+    }
+
+    /// Starts a simulated router for every target that has none.
+    #[cfg(feature = "simulate")]
+    async fn ensure(&mut self, m: &Manifests, pki: &Pki, shutdown: &CancellationToken) -> Result<(), String> {
+        let mut new = Vec::new();
+        let mut tokens = std::collections::HashMap::new();
+        for (ns, n) in &m.namespaces {
+            for t in n.targets.keys() {
+                let identity = format!("{ns}/{t}");
+                if self.running.contains(&identity) {
+                    continue;
+                }
+                let id = RouterId::new(ns.clone(), t.clone()).map_err(|e| e.to_string())?;
+                // Routers enrolled in an earlier run reuse their certificate; a token is only
+                // spent by a router that has none.
+                let token = pki.issue_token(&id, Some(Duration::from_secs(3600))).await.map_err(|e| e.to_string())?;
+                tokens.insert(identity.clone(), token);
+                new.push(identity);
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        let fleet = vrouter_agent::simulate::start_routers(&self.options, &new, &tokens, shutdown)?;
+        self.running.extend(new);
+        self.fleets.push(fleet);
+        Ok(())
+    }
+
+    #[cfg(not(feature = "simulate"))]
+    async fn ensure(&mut self, _: &Manifests, _: &Pki, _: &CancellationToken) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn join(self) {
+        #[cfg(feature = "simulate")]
+        for f in self.fleets {
+            f.join().await;
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! End to end: the real `vrouter-operator standalone --simulate` binary on the quick start,
+//! then a template change, a params change and a removed binding, each checked on the
+//! simulated routers' running configurations with the vyos model.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vyos_config::Config;
+
+fn quickstart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Runs the operator until every router is synced; returns stdout.
+fn sync(dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vrouter-operator"))
+        .args(["--log", "warn", "standalone"])
+        .arg(dir)
+        .args(["--simulate", "--until-synced", "--timeout-secs", "90", "--listen", "127.0.0.1:0", "--poll-ms", "200"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "not synced:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+fn running(dir: &Path, router: &str) -> Config {
+    let path = dir.join(format!(".vrouter/routers/default-{router}/sim/active.boot"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Config::parse(&text).unwrap()
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn quickstart_converges_and_follows_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("site");
+    copy_dir(&quickstart(), &dir);
+
+    // 1. First sync: every router gets base + overlay (+ the hand-written banner on the hub).
+    sync(&dir);
+    let hub = running(&dir, "hub");
+    assert_eq!(hub.tree.values(&["system", "host-name"]), ["hub"]);
+    assert_eq!(hub.tree.values(&["protocols", "bgp", "system-as"]), ["65000"]);
+    assert!(hub.tree.exists(&["protocols", "bgp", "neighbor", "10.255.0.12", "address-family", "ipv4-unicast"]));
+    assert_eq!(hub.tree.values(&["interfaces", "wireguard", "wg0", "address"]), ["10.255.0.1/24"]);
+    // The secret reached the router, and nothing the operator wrote holds it.
+    assert_eq!(
+        hub.tree.values(&["interfaces", "wireguard", "wg0", "private-key"]),
+        ["aHViLXByaXZhdGUta2V5LWRlbW8tb25seS0wMDAwMDA="]
+    );
+    let status = std::fs::read_to_string(dir.join(".vrouter/status.yaml")).unwrap();
+    assert!(!status.contains("aHViLXByaXZhdGU"));
+    assert!(status.contains("@@vrouter-secret:wireguard-keys/hub@@"));
+    assert!(hub.tree.exists(&["system", "login", "banner", "post-login"]));
+    let b1 = running(&dir, "branch-1");
+    assert_eq!(b1.tree.values(&["interfaces", "wireguard", "wg0", "peer", "hub", "address"]), ["203.0.113.1"]);
+    assert_eq!(b1.tree.values(&["system", "time-zone"]), ["Europe/Paris"]);
+
+    // 2. A params change reaches every router; a template change adds a leaf.
+    edit(&dir.join("params.yaml"), "timezone: Europe/Paris", "timezone: UTC");
+    edit(
+        &dir.join("templates.yaml"),
+        "        description \"WAN\"\n",
+        "        description \"WAN uplink\"\n        mtu \"1500\"\n",
+    );
+    sync(&dir);
+    for r in ["hub", "branch-1", "branch-2"] {
+        let c = running(&dir, r);
+        assert_eq!(c.tree.values(&["system", "time-zone"]), ["UTC"], "{r}");
+        assert_eq!(c.tree.values(&["interfaces", "ethernet", "eth0", "mtu"]), ["1500"], "{r}");
+        assert_eq!(c.tree.values(&["interfaces", "ethernet", "eth0", "description"]), ["WAN uplink"], "{r}");
+    }
+
+    // 3. Removing the overlay binding removes what it put on the routers (Merge policy), and
+    // leaves the rest alone.
+    let bindings = std::fs::read_to_string(dir.join("bindings.yaml")).unwrap();
+    let kept: Vec<&str> = bindings.split("\n---\n").filter(|d| !d.contains("name: overlay")).collect();
+    std::fs::write(dir.join("bindings.yaml"), kept.join("\n---\n")).unwrap();
+    sync(&dir);
+    let hub = running(&dir, "hub");
+    assert!(!hub.tree.exists(&["interfaces", "wireguard"]));
+    assert!(!hub.tree.exists(&["protocols", "bgp"]));
+    assert_eq!(hub.tree.values(&["system", "host-name"]), ["hub"]);
+    assert!(hub.tree.exists(&["system", "login", "banner", "post-login"]));
+    let status = std::fs::read_to_string(dir.join(".vrouter/status.yaml")).unwrap();
+    assert!(!status.contains("overlay.hub"), "orphaned generated config still present");
+}
+
+#[test]
+fn render_reports_broken_manifests_with_file_and_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad.yaml"),
+        "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterBinding\nmetadata: {name: b}\nspec: {templateRefs: []}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vrouter-operator")).arg("render").arg(tmp.path()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml (document 1): VRouterBinding \"b\": spec.templateRefs"), "{err}");
+}
