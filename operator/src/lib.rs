@@ -7,6 +7,7 @@
 //! - [`generate`]: a binding's generated VRouterConfigs.
 //! - [`naming`]: names and labels of generated VRouterConfigs.
 //! - [`rollout`]: which generated configs a binding writes now.
+//! - [`binding_plan`]: what a binding's reconcile writes and deletes, and its status.
 //! - [`compose`]: a router's configs composed into one desired state and its revision id.
 //!
 //! Shells:
@@ -16,7 +17,9 @@
 //! - [`pki`]: the operator's CA, enrollment tokens and router certificates.
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod binding_plan;
 pub mod compose;
+pub mod conditions;
 pub mod crd;
 pub mod delivery;
 pub mod generate;

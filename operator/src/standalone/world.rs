@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use sha2::{Digest as _, Sha256};
 use vrouter_proto::RouterId;
@@ -16,16 +16,16 @@ use vyos_config::{RenderOptions, Schema, digest, render_config};
 
 use super::manifests::{Manifests, Namespace};
 use crate::compose::{Part, RevisionInput, compose, revision_id};
+use crate::conditions::{condition, set_condition};
 use crate::crd::{
     AgentStatus, ConfigPhase, ConfigPolicy, DriftStatus, LastApply, VRouterBindingStatus, VRouterConfig,
     VRouterConfigStatus, VRouterTarget, VRouterTargetStatus, format_duration,
 };
 use crate::delivery::{DeliveryEvent, Desired, Phase};
-use crate::generate::{Inputs, generate};
+use crate::generate::Inputs;
 use crate::hub::HubEvent;
 use crate::render::placeholders;
-use crate::rollout::{TargetState, decide};
-use crate::time::{from_k8s, to_k8s};
+use crate::time::to_k8s;
 
 /// (namespace, name).
 pub type Key = (String, String);
@@ -56,37 +56,6 @@ pub struct StepOutput {
     pub desired: Vec<(RouterId, Option<Desired>)>,
     /// Look again after this long even without changes (rollouts waiting on time).
     pub wake_after: Option<Duration>,
-}
-
-fn condition(
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: impl Into<String>,
-    now: SystemTime,
-    old: &[Condition],
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    // Keep the transition time while the status does not change.
-    let since = old
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map_or_else(|| to_k8s(now), |c| c.last_transition_time.clone());
-    Condition {
-        type_: type_.to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
-        message: message.into(),
-        last_transition_time: since,
-        observed_generation: None,
-    }
-}
-
-fn set_condition(list: &mut Vec<Condition>, c: Condition) {
-    match list.iter_mut().find(|x| x.type_ == c.type_) {
-        Some(x) => *x = c,
-        None => list.push(c),
-    }
 }
 
 fn key(ns: &str, name: &str) -> Key {
@@ -141,143 +110,34 @@ impl World {
         now: SystemTime,
     ) -> Option<Duration> {
         let bkey = key(ns_name, name);
-        let mut status = self.bindings.remove(&bkey).unwrap_or_default();
-        let old_conditions = status.conditions.clone();
+        let mut binding = binding.clone();
+        binding.status = self.bindings.remove(&bkey);
+        // Every config of the namespace, with its status, as the API server would list them.
+        let mut configs: BTreeMap<String, VRouterConfig> = BTreeMap::new();
+        for (n, c) in &ns.configs {
+            let mut c = c.clone();
+            c.status = self.configs.get(&key(ns_name, n)).cloned();
+            configs.insert(n.clone(), c);
+        }
+        for ((ns, n), c) in &self.generated {
+            if ns == ns_name {
+                let mut c = c.clone();
+                c.status = self.configs.get(&key(ns_name, n)).cloned();
+                configs.insert(n.clone(), c);
+            }
+        }
         let inputs = Inputs { templates: &ns.templates, params: &ns.params, targets: &ns.targets };
-        let mut wake = None;
-        if binding.spec.paused {
-            set_condition(
-                &mut status.conditions,
-                condition("Progressing", false, "Paused", "the binding is paused", now, &old_conditions),
-            );
-            self.bindings.insert(bkey, status);
-            return None;
+        let plan = crate::binding_plan::plan(&binding, inputs, &configs, now);
+        for n in &plan.delete {
+            self.generated.remove(&key(ns_name, n));
         }
-        match generate(binding, inputs) {
-            Err(e) => {
-                set_condition(
-                    &mut status.conditions,
-                    condition("Ready", false, "RenderFailed", e.0, now, &old_conditions),
-                );
-            }
-            Ok(output) => {
-                // Orphans: configs of this binding for targets it no longer selects.
-                let selected: BTreeSet<&str> = output.targets.iter().map(String::as_str).collect();
-                self.generated.retain(|(ns, _), c| {
-                    ns != ns_name
-                        || c.annotations().get(crate::crd::ANNOTATION_BINDING).map(String::as_str) != Some(name)
-                        || c.annotations()
-                            .get(crate::crd::ANNOTATION_TARGET)
-                            .is_some_and(|t| selected.contains(t.as_str()))
-                });
-                let rendered: BTreeMap<&str, &crate::generate::Generated> =
-                    output.configs.iter().map(|g| (g.target.as_str(), g)).collect();
-                let mut states = Vec::new();
-                let mut collisions = Vec::new();
-                for t in &output.targets {
-                    let Some(g) = rendered.get(t.as_str()) else {
-                        // Render failed: keep what is there; count it as failed.
-                        states.push(TargetState {
-                            name: t.clone(),
-                            pending: false,
-                            applied: false,
-                            applied_since: None,
-                            failed: true,
-                        });
-                        continue;
-                    };
-                    if ns.configs.contains_key(&g.name) {
-                        collisions.push(g.name.clone());
-                        continue;
-                    }
-                    let existing = self.generated.get(&key(ns_name, &g.name));
-                    let cs = self.configs.get(&key(ns_name, &g.name));
-                    let generation = existing.and_then(|c| c.metadata.generation);
-                    let applied =
-                        cs.is_some_and(|s| s.phase == ConfigPhase::Applied && s.applied_generation == generation);
-                    let applied_since = cs
-                        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Applied" && c.status == "True"))
-                        .map(|c| from_k8s(&c.last_transition_time.0));
-                    states.push(TargetState {
-                        name: t.clone(),
-                        pending: existing.is_none_or(|c| c.spec != g.spec),
-                        applied,
-                        applied_since,
-                        failed: cs.is_some_and(|s| s.phase == ConfigPhase::Failed),
-                    });
-                }
-                let decision = decide(binding.spec.rollout.as_ref(), &states, status.rollout.as_ref(), now);
-                status.rollout = decision.status.clone();
-                for t in &decision.write {
-                    let Some(g) = rendered.get(t.as_str()) else { continue };
-                    let k = key(ns_name, &g.name);
-                    let generation = self.generated.get(&k).and_then(|c| c.metadata.generation).unwrap_or(0) + 1;
-                    let mut c = VRouterConfig::new(&g.name, g.spec.clone());
-                    c.metadata.namespace = Some(ns_name.to_owned());
-                    c.metadata.generation = Some(generation);
-                    c.metadata.labels = Some(g.labels.clone());
-                    c.metadata.annotations = Some(g.annotations.clone());
-                    self.generated.insert(k, c);
-                }
-                let names: Vec<String> =
-                    output.targets.iter().filter_map(|t| rendered.get(t.as_str()).map(|g| g.name.clone())).collect();
-                let applied = names
-                    .iter()
-                    .filter(|n| {
-                        let k = key(ns_name, n);
-                        let generation = self.generated.get(&k).and_then(|c| c.metadata.generation);
-                        self.configs
-                            .get(&k)
-                            .is_some_and(|s| s.phase == ConfigPhase::Applied && s.applied_generation == generation)
-                    })
-                    .count();
-                let failed_configs = names
-                    .iter()
-                    .filter(|n| self.configs.get(&key(ns_name, n)).is_some_and(|s| s.phase == ConfigPhase::Failed))
-                    .count();
-                status.targets = output.targets.len() as u32;
-                status.applied = applied as u32;
-                status.failed = (failed_configs + output.failed.len()) as u32;
-                status.observed_generation = binding.metadata.generation;
-                let mut problems: Vec<String> =
-                    output.failed.iter().map(|(t, e)| format!("target {t:?}: {e}")).collect();
-                problems.extend(collisions.iter().map(|n| {
-                    format!("VRouterConfig {n:?} exists and is not generated by this binding; remove or rename it")
-                }));
-                let pending =
-                    states.iter().any(|s| s.pending) || decision.requeue_after.is_some() && !decision.complete;
-                let (ready, reason, message) = if let Some(h) = &decision.halted {
-                    (false, "RolloutHalted", h.clone())
-                } else if !problems.is_empty() {
-                    (false, "RenderFailed", problems.join("; "))
-                } else if applied < names.len() {
-                    (false, "Applying", format!("{applied}/{} configs applied", names.len()))
-                } else {
-                    (true, "Applied", format!("all {} configs applied", names.len()))
-                };
-                set_condition(&mut status.conditions, condition("Ready", ready, reason, message, now, &old_conditions));
-                let progressing = pending || applied < names.len();
-                let pmsg = match &status.rollout {
-                    Some(r) if progressing => format!("batch {} ({})", r.batch_number, r.batch.join(", ")),
-                    _ if progressing => "delivering".to_owned(),
-                    _ => "rollout complete".to_owned(),
-                };
-                set_condition(
-                    &mut status.conditions,
-                    condition(
-                        "Progressing",
-                        progressing,
-                        if progressing { "RollingOut" } else { "Complete" },
-                        pmsg,
-                        now,
-                        &old_conditions,
-                    ),
-                );
-                wake = decision.requeue_after;
-            }
+        for mut c in plan.write {
+            let k = key(ns_name, &c.name_any());
+            c.metadata.generation = Some(self.generated.get(&k).and_then(|c| c.metadata.generation).unwrap_or(0) + 1);
+            self.generated.insert(k, c);
         }
-        self.bindings.insert(bkey, status);
-        wake
+        self.bindings.insert(bkey, plan.status);
+        plan.requeue_after
     }
 
     fn step_targets(&mut self, ns_name: &str, ns: &Namespace, now: SystemTime, out: &mut StepOutput) {

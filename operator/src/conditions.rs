@@ -1,0 +1,61 @@
+//! Status conditions (pure helpers).
+
+use std::time::SystemTime;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use crate::time::to_k8s;
+
+/// A condition; the transition time is kept from `old` while the status does not change.
+pub fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    now: SystemTime,
+    old: &[Condition],
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let since = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(|| to_k8s(now), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.into(),
+        last_transition_time: since,
+        observed_generation: None,
+    }
+}
+
+/// Replaces the condition of the same type, or adds it.
+pub fn set_condition(list: &mut Vec<Condition>, c: Condition) {
+    match list.iter_mut().find(|x| x.type_ == c.type_) {
+        Some(x) => *x = c,
+        None => list.push(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn transition_time_is_kept_while_status_holds() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let t1 = t0 + Duration::from_secs(60);
+        let mut list = vec![];
+        set_condition(&mut list, condition("Ready", false, "A", "x", t0, &[]));
+        let old = list.clone();
+        set_condition(&mut list, condition("Ready", false, "B", "y", t1, &old));
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].reason, "B");
+        assert_eq!(list[0].last_transition_time, to_k8s(t0));
+        let old = list.clone();
+        set_condition(&mut list, condition("Ready", true, "C", "z", t1, &old));
+        assert_eq!(list[0].last_transition_time, to_k8s(t1));
+    }
+}
