@@ -11,6 +11,7 @@
 //! - [`compose`]: a router's configs composed into one desired state and its revision id.
 //!
 //! Shells:
+//! - [`controller`]: the Kubernetes controllers (kube-runtime).
 //! - [`standalone`]: the operator on a directory of manifests, without Kubernetes.
 //! - [`delivery`]: keeps every router at its desired revision through the hub.
 //! - [`hub`]: the agent hub — one authenticated stream per router, and the delivery API.
@@ -20,6 +21,7 @@
 pub mod binding_plan;
 pub mod compose;
 pub mod conditions;
+pub mod controller;
 pub mod crd;
 pub mod delivery;
 pub mod generate;

@@ -1,0 +1,132 @@
+//! The binding controller: a thin shell over [`crate::binding_plan`]. It reads templates,
+//! params, targets and configs from reflector stores, writes generated VRouterConfigs with
+//! server-side apply (owner-referenced, so Kubernetes garbage-collects them with the binding),
+//! deletes the ones whose target left, and writes the binding's status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error};
+use crate::binding_plan::plan;
+use crate::crd::{API_VERSION, FIELD_MANAGER, VRouterBinding, VRouterConfig};
+use crate::generate::Inputs;
+
+/// The objects of one namespace in a store, by name.
+pub(crate) fn in_namespace<K>(store: &Store<K>, ns: &str) -> BTreeMap<String, K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+        .map(|o| (o.name_any(), (**o).clone()))
+        .collect()
+}
+
+/// Reconciles one binding.
+pub async fn reconcile(binding: Arc<VRouterBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = binding.name_any();
+    let ns = binding.namespace().ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    let templates = in_namespace(&ctx.stores.templates, &ns);
+    let params = in_namespace(&ctx.stores.params, &ns);
+    let targets = in_namespace(&ctx.stores.targets, &ns);
+    let configs = in_namespace(&ctx.stores.configs, &ns);
+    let inputs = Inputs { templates: &templates, params: &params, targets: &targets };
+    let p = plan(&binding, inputs, &configs, SystemTime::now());
+
+    let api: Api<VRouterConfig> = Api::namespaced(ctx.client.clone(), &ns);
+    let ssa = PatchParams::apply(FIELD_MANAGER).force();
+    for c in &p.write {
+        api.patch(&c.name_any(), &ssa, &Patch::Apply(c)).await.map_err(Error::kube("apply VRouterConfig"))?;
+    }
+    for n in &p.delete {
+        match api.delete(n, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(Error::kube("delete VRouterConfig")(e)),
+        }
+    }
+    let oref = binding.object_ref(&());
+    if !p.write.is_empty() || !p.delete.is_empty() {
+        let names: Vec<String> = p.write.iter().map(|c| c.name_any()).collect();
+        let mut note = String::new();
+        if !names.is_empty() {
+            note.push_str(&format!("wrote {}", names.join(", ")));
+        }
+        if !p.delete.is_empty() {
+            note.push_str(&format!("{}deleted {}", if note.is_empty() { "" } else { "; " }, p.delete.join(", ")));
+        }
+        ctx.event(&oref, EventType::Normal, "ConfigsWritten", "Render", note).await;
+    }
+    let ready = p.status.conditions.iter().find(|c| c.type_ == "Ready");
+    if let Some(c) = ready
+        && c.reason == "RenderFailed"
+        && binding.status.as_ref().and_then(|s| s.conditions.iter().find(|x| x.type_ == "Ready")) != Some(c)
+    {
+        ctx.event(&oref, EventType::Warning, "RenderFailed", "Render", c.message.clone()).await;
+    }
+    if binding.status.as_ref() != Some(&p.status) {
+        let bapi: Api<VRouterBinding> = Api::namespaced(ctx.client.clone(), &ns);
+        let body = json!({"apiVersion": API_VERSION, "kind": "VRouterBinding", "status": p.status});
+        bapi.patch_status(&name, &ssa, &Patch::Apply(body))
+            .await
+            .map_err(Error::kube("write VRouterBinding status"))?;
+    }
+    Ok(p.requeue_after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Bindings (same namespace) that refer to an object by name through `field`.
+pub(crate) fn referrers(
+    bindings: &Store<VRouterBinding>,
+    ns: Option<String>,
+    name: &str,
+    field: fn(&VRouterBinding) -> Vec<&str>,
+) -> Vec<ObjectRef<VRouterBinding>> {
+    bindings
+        .state()
+        .iter()
+        .filter(|b| b.namespace() == ns && field(b).contains(&name))
+        .map(|b| ObjectRef::from_obj(&**b))
+        .collect()
+}
+
+/// Template names a binding uses.
+pub(crate) fn template_names(b: &VRouterBinding) -> Vec<&str> {
+    b.spec.template_ref.iter().chain(&b.spec.template_refs).map(|r| r.name.as_str()).collect()
+}
+
+/// Params names a binding uses.
+pub(crate) fn params_names(b: &VRouterBinding) -> Vec<&str> {
+    b.spec.params_refs.iter().map(|r| r.name.as_str()).collect()
+}
+
+/// Every binding of the namespace that could select the target (by name or by any selector).
+pub(crate) fn target_referrers(
+    bindings: &Store<VRouterBinding>,
+    ns: Option<String>,
+    name: &str,
+) -> Vec<ObjectRef<VRouterBinding>> {
+    bindings
+        .state()
+        .iter()
+        .filter(|b| {
+            b.namespace() == ns
+                && (b.spec.target_selector.is_some() || b.spec.target_refs.iter().any(|r| r.name == name))
+        })
+        .map(|b| ObjectRef::from_obj(&**b))
+        .collect()
+}
+
+/// An [`Event`] (helper for the reconcilers).
+pub(crate) fn event(type_: EventType, reason: &str, action: &str, note: String) -> Event {
+    Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None }
+}

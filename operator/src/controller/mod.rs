@@ -1,0 +1,190 @@
+//! Kubernetes controllers: thin shells (kube-runtime) over the pure planners.
+//!
+//! - [`binding`]: bindings → generated VRouterConfigs and binding status.
+//!
+//! Reads come from reflector stores shared by the controllers; writes use server-side apply
+//! under one field manager ([`FIELD_MANAGER`]). Reconcile errors are typed and retried with a
+//! per-object exponential backoff; concurrency is bounded.
+
+pub mod binding;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::crd::{FIELD_MANAGER, VRouterBinding, VRouterConfig, VRouterParams, VRouterTarget, VRouterTemplate};
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("{what}: {source}")]
+    Kube {
+        /// What was being done.
+        what: &'static str,
+        /// The API error.
+        source: Box<kube::Error>,
+    },
+    /// The object has no namespace (the kinds are namespaced; this is a malformed event).
+    #[error("{0} has no namespace")]
+    NoNamespace(String),
+}
+
+impl Error {
+    /// Wraps a kube error with what was being done.
+    pub fn kube(what: &'static str) -> impl Fn(kube::Error) -> Error {
+        move |e| Error::Kube { what, source: Box::new(e) }
+    }
+}
+
+/// The reflector stores the reconcilers read.
+#[derive(Clone)]
+pub struct Stores {
+    /// Templates.
+    pub templates: Store<VRouterTemplate>,
+    /// Params.
+    pub params: Store<VRouterParams>,
+    /// Targets.
+    pub targets: Store<VRouterTarget>,
+    /// Configs.
+    pub configs: Store<VRouterConfig>,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Stores.
+    pub stores: Stores,
+    /// Event recorder (None: no Events, e.g. in tests that do not expect them).
+    pub recorder: Option<Recorder>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context.
+    pub fn new(client: Client, stores: Stores, recorder: Option<Recorder>) -> Context {
+        Context { client, stores, recorder, failures: Mutex::default() }
+    }
+
+    /// Publishes an Event; failures are logged, never fatal.
+    pub async fn event(&self, reference: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
+        if let Some(r) = &self.recorder
+            && let Err(e) = r.publish(&binding::event(type_, reason, action, note), reference).await
+        {
+            tracing::warn!(error = %e, reason, "cannot publish an Event");
+        }
+    }
+
+    /// The retry delay after a failure of `key` (doubling from 5 s to 5 min).
+    pub fn backoff(&self, key: &str) -> Duration {
+        let Ok(mut f) = self.failures.lock() else { return Duration::from_secs(60) };
+        let n = f.entry(key.to_owned()).or_insert(0);
+        *n = (*n + 1).min(10);
+        (Duration::from_secs(5) * (1u32 << (*n - 1))).min(Duration::from_secs(300))
+    }
+
+    /// Forgets the failures of `key`.
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(key);
+        }
+    }
+}
+
+fn key_of<K: kube::Resource>(o: &K) -> String {
+    format!("{}/{}", o.meta().namespace.as_deref().unwrap_or_default(), o.meta().name.as_deref().unwrap_or_default())
+}
+
+/// Starts a reflector for `K` (all namespaces) and returns its store.
+fn reflect<K>(client: &Client, shutdown: &CancellationToken) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                item = stream.next() => match item {
+                    None => return,
+                    Some(Err(e)) => tracing::warn!(error = %e, kind = %K::kind(&()), "watch error"),
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    });
+    reader
+}
+
+/// Starts the reflectors the controllers share.
+pub fn stores(client: &Client, shutdown: &CancellationToken) -> Stores {
+    Stores {
+        templates: reflect(client, shutdown),
+        params: reflect(client, shutdown),
+        targets: reflect(client, shutdown),
+        configs: reflect(client, shutdown),
+    }
+}
+
+/// Runs the binding controller until `shutdown`.
+pub async fn run_bindings(ctx: Arc<Context>, concurrency: u16, shutdown: CancellationToken) {
+    let client = ctx.client.clone();
+    let controller = Controller::new(Api::<VRouterBinding>::all(client.clone()), watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(concurrency));
+    let bindings = controller.store();
+    let (b1, b2, b3) = (bindings.clone(), bindings.clone(), bindings);
+    controller
+        .owns(Api::<VRouterConfig>::all(client.clone()), watcher::Config::default())
+        .watches(Api::<VRouterTemplate>::all(client.clone()), watcher::Config::default(), move |t| {
+            binding::referrers(&b1, t.namespace(), &t.name_any(), binding::template_names)
+        })
+        .watches(Api::<VRouterParams>::all(client.clone()), watcher::Config::default(), move |p| {
+            binding::referrers(&b2, p.namespace(), &p.name_any(), binding::params_names)
+        })
+        .watches(Api::<VRouterTarget>::all(client), watcher::Config::default(), move |t| {
+            binding::target_referrers(&b3, t.namespace(), &t.name_any())
+        })
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(
+            |b, ctx: Arc<Context>| async move {
+                let key = key_of(&*b);
+                let r = binding::reconcile(b, ctx.clone()).await;
+                if r.is_ok() {
+                    ctx.succeeded(&key);
+                }
+                r
+            },
+            |b, e, ctx| {
+                let delay = ctx.backoff(&key_of(&*b));
+                tracing::warn!(binding = %key_of(&*b), error = %e, retry_in = ?delay, "binding reconcile failed");
+                Action::requeue(delay)
+            },
+            ctx,
+        )
+        .for_each(|_| std::future::ready(()))
+        .await;
+}
+
+/// An Event recorder for the operator.
+pub fn recorder(client: Client, instance: Option<String>) -> Recorder {
+    Recorder::new(client, Reporter { controller: FIELD_MANAGER.to_owned(), instance })
+}
+
+#[cfg(test)]
+mod tests;
