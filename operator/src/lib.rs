@@ -8,6 +8,7 @@
 //! - [`naming`]: names and labels of generated VRouterConfigs.
 //! - [`rollout`]: which generated configs a binding writes now.
 //! - [`binding_plan`]: what a binding's reconcile writes and deletes, and its status.
+//! - [`tracker`]: per-router desired revisions and target/config status from events.
 //! - [`compose`]: a router's configs composed into one desired state and its revision id.
 //!
 //! Shells:
@@ -35,3 +36,4 @@ pub mod render;
 pub mod rollout;
 pub mod standalone;
 pub mod time;
+pub mod tracker;

@@ -1,0 +1,586 @@
+//! Per-router state shared by the Kubernetes controllers and standalone mode (no I/O): composes
+//! a router's configs into its desired revision, and turns delivery and agent events into target
+//! and config status. The shells write what it computes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use kube::ResourceExt;
+use sha2::{Digest as _, Sha256};
+use vrouter_proto::RouterId;
+use vyos_config::{RenderOptions, Schema, digest, render_config};
+
+use crate::compose::{Part, RevisionInput, compose, revision_id};
+use crate::conditions::{condition, set_condition};
+use crate::crd::{
+    AgentStatus, ConfigPhase, ConfigPolicy, DriftStatus, LastApply, VRouterConfig, VRouterConfigStatus, VRouterTarget,
+    VRouterTargetStatus, format_duration,
+};
+use crate::delivery::{DeliveryEvent, Desired, Phase};
+use crate::hub::HubEvent;
+use crate::render::placeholders;
+use crate::time::to_k8s;
+
+/// (namespace, name).
+pub type Key = (String, String);
+
+/// Secret values of a namespace: name → key → value.
+pub type Secrets = BTreeMap<String, BTreeMap<String, String>>;
+
+/// (namespace, name) key.
+pub fn key(ns: &str, name: &str) -> Key {
+    (ns.to_owned(), name.to_owned())
+}
+
+/// Router and config status, as far as this process knows.
+#[derive(Default)]
+pub struct Tracker {
+    /// Key for the secrets fingerprint in revision ids.
+    secret_key: Vec<u8>,
+    /// Config statuses.
+    configs: BTreeMap<Key, VRouterConfigStatus>,
+    /// Target statuses.
+    targets: BTreeMap<Key, VRouterTargetStatus>,
+    /// Per router: revision → the configs (name, generation) it carries.
+    revisions: BTreeMap<Key, BTreeMap<String, Vec<(String, i64)>>>,
+}
+
+impl Tracker {
+    /// A tracker; `secret_key` keys the secrets fingerprint of revision ids.
+    pub fn new(secret_key: Vec<u8>) -> Tracker {
+        Tracker { secret_key, ..Tracker::default() }
+    }
+
+    /// A target's status.
+    pub fn target_status(&self, ns: &str, name: &str) -> Option<&VRouterTargetStatus> {
+        self.targets.get(&key(ns, name))
+    }
+
+    /// A config's status.
+    pub fn config_status(&self, ns: &str, name: &str) -> Option<&VRouterConfigStatus> {
+        self.configs.get(&key(ns, name))
+    }
+
+    /// Every target status.
+    pub fn targets(&self) -> &BTreeMap<Key, VRouterTargetStatus> {
+        &self.targets
+    }
+
+    /// Every config status.
+    pub fn configs(&self) -> &BTreeMap<Key, VRouterConfigStatus> {
+        &self.configs
+    }
+
+    /// Seeds a status read back from the API (after a restart), unless one is known.
+    pub fn seed_target(&mut self, ns: &str, name: &str, status: Option<&VRouterTargetStatus>) {
+        if let Some(s) = status {
+            self.targets.entry(key(ns, name)).or_insert_with(|| s.clone());
+        }
+    }
+
+    /// Seeds a config status read back from the API, unless one is known.
+    pub fn seed_config(&mut self, ns: &str, name: &str, status: Option<&VRouterConfigStatus>) {
+        if let Some(s) = status {
+            self.configs.entry(key(ns, name)).or_insert_with(|| s.clone());
+        }
+    }
+
+    /// Forgets targets and configs for which `keep` is false.
+    pub fn retain(&mut self, keep_target: impl Fn(&Key) -> bool, keep_config: impl Fn(&Key) -> bool) {
+        self.targets.retain(|k, _| keep_target(k));
+        self.revisions.retain(|k, _| keep_target(k));
+        self.configs.retain(|k, _| keep_config(k));
+    }
+
+    /// Marks a config whose target does not exist.
+    pub fn target_missing(&mut self, config: &VRouterConfig) {
+        let s = self.configs.entry(key(&config.namespace().unwrap_or_default(), &config.name_any())).or_default();
+        s.phase = ConfigPhase::Failed;
+        s.message = Some(format!("VRouterTarget {:?} not found", config.spec.target_ref.name));
+        s.observed_generation = config.metadata.generation;
+    }
+
+    /// Composes a target's configs (those referencing it among `configs`) into its desired
+    /// revision and updates their status. `None`: blocked (deliver nothing new);
+    /// `Some(None)`: nothing to deliver; `Some(Some(d))`: deliver `d`.
+    pub fn target(
+        &mut self,
+        target: &VRouterTarget,
+        configs: &[&VRouterConfig],
+        secrets: &Secrets,
+        now: SystemTime,
+    ) -> Option<Option<Desired>> {
+        let ns_name = target.namespace().unwrap_or_default();
+        let ns_name = ns_name.as_str();
+        let tname = target.name_any();
+        let tkey = key(ns_name, &tname);
+        let parts_src: Vec<&VRouterConfig> =
+            configs.iter().copied().filter(|c| c.spec.target_ref.name == tname).collect();
+        let names: Vec<String> = parts_src.iter().map(|c| c.name_any()).collect();
+        let parts: Vec<Part<'_>> = parts_src
+            .iter()
+            .zip(&names)
+            .map(|(c, n)| Part {
+                name: n,
+                generation: c.metadata.generation.unwrap_or(1),
+                priority: c.spec.priority,
+                config: c.spec.config.as_deref(),
+                commands: c.spec.commands.as_deref(),
+                save: c.spec.save,
+            })
+            .collect();
+        let mut status = self.targets.remove(&tkey).unwrap_or_default();
+        let old_conditions = status.conditions.clone();
+        status.observed_generation = target.metadata.generation;
+        status.configs = names.clone();
+        let outcome = match self.desired_for(secrets, target, &parts) {
+            Err((blame, message)) => {
+                for n in &names {
+                    let s = self.configs.entry(key(ns_name, n)).or_default();
+                    if blame.contains(n) {
+                        s.phase = ConfigPhase::Failed;
+                        s.message = Some(message.clone());
+                    } else if s.phase != ConfigPhase::Applied {
+                        s.phase = ConfigPhase::Pending;
+                        s.message = Some(format!("router blocked: {message}"));
+                    }
+                }
+                set_condition(
+                    &mut status.conditions,
+                    condition("ConfigApplied", false, "ComposeFailed", message, now, &old_conditions),
+                );
+                // The router keeps its last desired revision: nothing is delivered.
+                None
+            }
+            Ok(None) => {
+                status.desired_revision = None;
+                set_condition(
+                    &mut status.conditions,
+                    condition(
+                        "ConfigApplied",
+                        false,
+                        "NoConfig",
+                        "no VRouterConfig for this router",
+                        now,
+                        &old_conditions,
+                    ),
+                );
+                Some(None)
+            }
+            Ok(Some((desired, parts, overlaps))) => {
+                status.desired_revision = Some(desired.revision.clone());
+                status.desired_digest = Some(desired.digest.clone());
+                self.revisions.entry(tkey.clone()).or_default().insert(desired.revision.clone(), parts);
+                for n in &names {
+                    let s = self.configs.entry(key(ns_name, n)).or_default();
+                    let ov = overlaps.get(n).cloned().unwrap_or_default();
+                    s.overlaps = ov.iter().map(|o| format!("{} ({})", o.other, o.path)).collect();
+                    let old = s.conditions.clone();
+                    let c = if ov.is_empty() {
+                        condition("Overlap", false, "NoOverlap", "", now, &old)
+                    } else {
+                        let won = ov.iter().filter(|o| o.won).count();
+                        condition(
+                            "Overlap",
+                            true,
+                            "Overlap",
+                            format!("{} leaves also set by other configs ({won} won by this one)", ov.len()),
+                            now,
+                            &old,
+                        )
+                    };
+                    set_condition(&mut s.conditions, c);
+                    if s.phase == ConfigPhase::Failed
+                        && s.message.as_deref().is_some_and(|m| m.starts_with("VRouterConfig"))
+                    {
+                        // A compose error that is gone.
+                        s.phase = ConfigPhase::Pending;
+                        s.message = None;
+                    }
+                }
+                let applied_now = status.applied_revision.as_deref() == Some(desired.revision.as_str());
+                if !applied_now {
+                    set_condition(
+                        &mut status.conditions,
+                        condition("ConfigApplied", false, "Pending", "waiting for delivery", now, &old_conditions),
+                    );
+                }
+                Some(Some(desired))
+            }
+        };
+        self.targets.insert(tkey, status);
+        outcome
+    }
+
+    /// The desired revision of a target, or which configs block it and why.
+    #[allow(clippy::type_complexity)]
+    fn desired_for(
+        &self,
+        secrets_of: &Secrets,
+        target: &VRouterTarget,
+        parts: &[Part<'_>],
+    ) -> Result<
+        Option<(Desired, Vec<(String, i64)>, BTreeMap<String, Vec<crate::compose::Overlap>>)>,
+        (Vec<String>, String),
+    > {
+        if parts.is_empty() && target.spec.config_policy == ConfigPolicy::Replace {
+            // An empty Replace would wipe the router: deliver nothing instead.
+            return Ok(None);
+        }
+        let composed = compose(parts, Schema::vyos()).map_err(|errors| {
+            let blame = errors.iter().flat_map(|e| e.configs()).map(str::to_owned).collect();
+            (blame, errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        })?;
+        let config = render_config(&composed.tree, RenderOptions::default());
+        let mut secrets = BTreeMap::new();
+        let mut missing = Vec::new();
+        for r in placeholders(&config) {
+            match secrets_of.get(&r.name).and_then(|s| s.get(&r.key)) {
+                Some(v) => {
+                    secrets.insert(r.placeholder(), v.clone());
+                }
+                None => missing.push(format!("{}/{}", r.name, r.key)),
+            }
+        }
+        if !missing.is_empty() {
+            let blame = parts.iter().map(|p| p.name.to_owned()).collect();
+            return Err((blame, format!("Secret values not found: {}", missing.join(", "))));
+        }
+        let mut h = Sha256::new();
+        h.update(&self.secret_key);
+        for (p, v) in &secrets {
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p.as_bytes());
+            h.update((v.len() as u64).to_be_bytes());
+            h.update(v.as_bytes());
+        }
+        let fingerprint: String =
+            if secrets.is_empty() { String::new() } else { h.finalize().iter().map(|b| format!("{b:02x}")).collect() };
+        let spec = &target.spec;
+        let revision = revision_id(RevisionInput {
+            composed: &composed,
+            policy: spec.config_policy,
+            managed_scopes: &spec.managed_scopes,
+            secrets_fingerprint: &fingerprint,
+        });
+        let apply_timeout =
+            spec.delivery.apply_timeout.as_ref().and_then(|d| d.get().ok()).unwrap_or(Duration::from_secs(300));
+        let desired = Desired {
+            revision,
+            digest: digest(&composed.tree).to_string(),
+            config,
+            secrets,
+            deletions: composed.deletions.clone(),
+            policy: spec.config_policy,
+            managed_scopes: spec.managed_scopes.clone(),
+            save: composed.save,
+            commit_confirm: spec
+                .delivery
+                .commit_confirm
+                .enabled
+                .then_some(spec.delivery.commit_confirm.timeout_minutes),
+            apply_timeout,
+            paused: spec.paused,
+            correct_drift: spec.drift_policy == crate::crd::DriftPolicy::Correct,
+        };
+        Ok(Some((desired, composed.parts.clone(), composed.overlaps.clone())))
+    }
+
+    /// Records a delivery event.
+    pub fn on_delivery(&mut self, ev: &DeliveryEvent) {
+        let tkey = key(ev.id.namespace(), ev.id.name());
+        let Some(status) = self.targets.get_mut(&tkey) else { return };
+        let now = ev.result.as_ref().map_or_else(SystemTime::now, |r| r.at);
+        let old = status.conditions.clone();
+        if let Some(r) = &ev.result {
+            status.last_apply = Some(LastApply {
+                revision: ev.revision.clone(),
+                outcome: r.outcome.clone(),
+                commands: r.commands,
+                duration: Some(format_duration(Duration::from_millis(r.duration.as_millis() as u64))),
+                time: Some(to_k8s(r.at)),
+                message: Some(truncate(&ev.message, 1024)),
+            });
+        }
+        let current = status.desired_revision.as_deref() == Some(ev.revision.as_str());
+        let parts = self.revisions.get(&tkey).and_then(|r| r.get(&ev.revision)).cloned().unwrap_or_default();
+        match ev.phase {
+            Phase::Applied => {
+                status.applied_revision = Some(ev.revision.clone());
+                status.applied_digest = ev.result.as_ref().map(|r| r.running_digest.clone()).filter(|d| !d.is_empty());
+                status.last_applied_time = Some(to_k8s(now));
+                if current {
+                    set_condition(
+                        &mut status.conditions,
+                        condition("ConfigApplied", true, "Applied", ev.message.clone(), now, &old),
+                    );
+                }
+                for (name, generation) in &parts {
+                    let s = self.configs.entry(key(ev.id.namespace(), name)).or_default();
+                    let old = s.conditions.clone();
+                    s.phase = ConfigPhase::Applied;
+                    s.applied_revision = Some(ev.revision.clone());
+                    s.applied_generation = Some(*generation);
+                    s.observed_generation = Some(*generation);
+                    s.last_applied_time = Some(to_k8s(now));
+                    s.message = Some(format!("applied in revision {}", ev.revision));
+                    set_condition(
+                        &mut s.conditions,
+                        condition("Applied", true, "Applied", s.message.clone().unwrap_or_default(), now, &old),
+                    );
+                }
+            }
+            Phase::Failed | Phase::Applying | Phase::Pending if current => {
+                let (phase, reason) = match ev.phase {
+                    Phase::Failed => (ConfigPhase::Failed, "ApplyFailed"),
+                    Phase::Applying => (ConfigPhase::Applying, "Applying"),
+                    _ => (ConfigPhase::Pending, "Pending"),
+                };
+                set_condition(
+                    &mut status.conditions,
+                    condition("ConfigApplied", false, reason, ev.message.clone(), now, &old),
+                );
+                for (name, generation) in &parts {
+                    let s = self.configs.entry(key(ev.id.namespace(), name)).or_default();
+                    // Configs already applied at this generation stay Applied (only the new
+                    // parts of the revision are in question), except on failure.
+                    if s.phase == ConfigPhase::Applied
+                        && s.applied_generation == Some(*generation)
+                        && phase != ConfigPhase::Failed
+                    {
+                        continue;
+                    }
+                    let old = s.conditions.clone();
+                    s.phase = phase;
+                    s.observed_generation = Some(*generation);
+                    s.message = Some(truncate(&ev.message, 1024));
+                    set_condition(
+                        &mut s.conditions,
+                        condition("Applied", false, reason, ev.message.clone(), now, &old),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Records a hub event (agent sessions, status and drift reports).
+    pub fn on_hub(&mut self, ev: &HubEvent) {
+        let now = SystemTime::now();
+        type Update = Box<dyn FnOnce(&mut VRouterTargetStatus)>;
+        let (id, f): (&RouterId, Update) = match ev {
+            HubEvent::Connected { id, hello, .. } => {
+                let hello = hello.clone();
+                (
+                    id,
+                    Box::new(move |s| {
+                        let os = hello.os.as_ref().map(|o| format!("{} {}", o.id, o.version).trim().to_owned());
+                        s.agent = Some(AgentStatus {
+                            connected: true,
+                            since: Some(to_k8s(now)),
+                            version: Some(hello.agent_version.clone()),
+                            os,
+                            boot_id: Some(hello.boot_id.clone()).filter(|b| !b.is_empty()),
+                            last_heartbeat: Some(to_k8s(now)),
+                            last_disconnect_reason: s.agent.as_ref().and_then(|a| a.last_disconnect_reason.clone()),
+                        });
+                        let old = s.conditions.clone();
+                        set_condition(
+                            &mut s.conditions,
+                            condition("AgentConnected", true, "Connected", "agent session open", now, &old),
+                        );
+                    }),
+                )
+            }
+            HubEvent::Disconnected { id, reason, .. } => {
+                let reason = reason.clone();
+                (
+                    id,
+                    Box::new(move |s| {
+                        let a = s.agent.get_or_insert_with(AgentStatus::default);
+                        a.connected = false;
+                        a.since = Some(to_k8s(now));
+                        a.last_disconnect_reason = Some(reason.clone());
+                        let old = s.conditions.clone();
+                        set_condition(
+                            &mut s.conditions,
+                            condition("AgentConnected", false, "Disconnected", reason, now, &old),
+                        );
+                    }),
+                )
+            }
+            HubEvent::Status { id, .. } => (
+                id,
+                Box::new(move |s| {
+                    if let Some(a) = s.agent.as_mut() {
+                        a.last_heartbeat = Some(to_k8s(now));
+                    }
+                }),
+            ),
+            HubEvent::Drift { id, report } => {
+                let report = report.clone();
+                (
+                    id,
+                    Box::new(move |s| {
+                        let prev = s.drift.take().unwrap_or_default();
+                        let paths: Vec<String> = report.paths.iter().take(50).map(|p| p.path.clone()).collect();
+                        let count = report.paths.len() as u32 + report.paths_omitted;
+                        s.drift = Some(DriftStatus {
+                            drifted: report.drifted,
+                            paths,
+                            path_count: count,
+                            unsaved: report.unsaved,
+                            detected_at: if report.drifted {
+                                prev.detected_at.or_else(|| Some(to_k8s(now)))
+                            } else {
+                                None
+                            },
+                            corrections: prev.corrections,
+                        });
+                        let old = s.conditions.clone();
+                        let msg = if report.drifted {
+                            format!("{count} paths differ from the applied revision")
+                        } else {
+                            String::new()
+                        };
+                        set_condition(
+                            &mut s.conditions,
+                            condition(
+                                "Drifted",
+                                report.drifted,
+                                if report.drifted { "Drifted" } else { "InSync" },
+                                msg,
+                                now,
+                                &old,
+                            ),
+                        );
+                    }),
+                )
+            }
+        };
+        // Sessions may open before the first reconcile; the next step drops unknown targets.
+        f(self.targets.entry(key(id.namespace(), id.name())).or_default());
+    }
+}
+
+/// Cuts `s` to at most `max` bytes (on a character boundary), marking the cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{NameRef, VRouterConfigSpec, VRouterTargetSpec};
+    use crate::delivery::Attempt;
+
+    fn target(policy: ConfigPolicy) -> VRouterTarget {
+        let mut t = VRouterTarget::new("r1", VRouterTargetSpec { config_policy: policy, ..Default::default() });
+        t.metadata.namespace = Some("n".into());
+        t
+    }
+
+    fn config(name: &str, priority: i32, commands: &str) -> VRouterConfig {
+        let mut c = VRouterConfig::new(
+            name,
+            VRouterConfigSpec {
+                target_ref: NameRef::new("r1"),
+                commands: Some(commands.into()),
+                save: true,
+                priority,
+                config: None,
+            },
+        );
+        c.metadata.namespace = Some("n".into());
+        c.metadata.generation = Some(2);
+        c
+    }
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn event(revision: &str, phase: Phase, message: &str) -> DeliveryEvent {
+        DeliveryEvent {
+            id: RouterId::new("n", "r1").unwrap(),
+            revision: revision.into(),
+            phase,
+            message: message.into(),
+            result: Some(Attempt {
+                outcome: "Applied".into(),
+                commands: 1,
+                duration: Duration::from_millis(5),
+                at: now(),
+                running_digest: "sha256:x".into(),
+                saved: true,
+            }),
+        }
+    }
+
+    #[test]
+    fn composes_delivers_and_tracks_the_applied_generation() {
+        let mut t = Tracker::new(vec![1; 32]);
+        let a = config("a", 0, "set system host-name 'r1'");
+        let b = config("b", 5, "set system host-name 'x'\nset system time-zone 'UTC'");
+        let d = t.target(&target(ConfigPolicy::Merge), &[&a, &b], &Secrets::new(), now()).unwrap().unwrap();
+        assert!(d.config.contains("host-name \"x\""));
+        let s = t.target_status("n", "r1").unwrap();
+        assert_eq!(s.desired_revision.as_deref(), Some(d.revision.as_str()));
+        assert_eq!(s.configs, ["a", "b"]);
+        let ca = t.config_status("n", "a").unwrap();
+        assert_eq!(ca.overlaps, ["b (system host-name)"]);
+        t.on_delivery(&event(&d.revision, Phase::Applied, "applied 2 commands"));
+        let ca = t.config_status("n", "a").unwrap();
+        assert_eq!((ca.phase, ca.applied_generation), (ConfigPhase::Applied, Some(2)));
+        let s = t.target_status("n", "r1").unwrap();
+        assert_eq!(s.applied_revision, s.desired_revision);
+        assert_eq!(s.conditions.iter().find(|c| c.type_ == "ConfigApplied").unwrap().status, "True");
+        // An event about another revision does not touch the configs.
+        t.on_delivery(&event("other", Phase::Failed, "boom"));
+        assert_eq!(t.config_status("n", "a").unwrap().phase, ConfigPhase::Applied);
+    }
+
+    #[test]
+    fn conflicts_block_and_name_both_configs() {
+        let mut t = Tracker::new(vec![1; 32]);
+        let a = config("a", 0, "set system host-name 'a'");
+        let b = config("b", 0, "set system host-name 'b'");
+        assert!(t.target(&target(ConfigPolicy::Merge), &[&a, &b], &Secrets::new(), now()).is_none());
+        for n in ["a", "b"] {
+            let s = t.config_status("n", n).unwrap();
+            assert_eq!(s.phase, ConfigPhase::Failed);
+            assert!(s.message.as_deref().unwrap().contains("both priority 0"));
+        }
+    }
+
+    #[test]
+    fn secrets_are_substituted_only_at_delivery_and_missing_ones_block() {
+        let mut t = Tracker::new(vec![1; 32]);
+        let c = config("a", 0, "set system login user u authentication plaintext-password '@@vrouter-secret:s/pw@@'");
+        assert!(t.target(&target(ConfigPolicy::Merge), &[&c], &Secrets::new(), now()).is_none());
+        assert!(t.config_status("n", "a").unwrap().message.as_deref().unwrap().contains("s/pw"));
+        let secrets = Secrets::from([("s".to_owned(), BTreeMap::from([("pw".to_owned(), "hunter22".to_owned())]))]);
+        let d = t.target(&target(ConfigPolicy::Merge), &[&c], &secrets, now()).unwrap().unwrap();
+        assert!(d.config.contains("@@vrouter-secret:s/pw@@"));
+        assert_eq!(d.secrets["@@vrouter-secret:s/pw@@"], "hunter22");
+        assert_eq!(d.redact("error near hunter22"), "error near @@vrouter-secret:s/pw@@");
+        // A Secret change is a new revision.
+        let other = Secrets::from([("s".to_owned(), BTreeMap::from([("pw".to_owned(), "changed!".to_owned())]))]);
+        let d2 = t.target(&target(ConfigPolicy::Merge), &[&c], &other, now()).unwrap().unwrap();
+        assert_ne!(d.revision, d2.revision);
+    }
+
+    #[test]
+    fn empty_replace_is_never_delivered() {
+        let mut t = Tracker::new(vec![1; 32]);
+        assert_eq!(t.target(&target(ConfigPolicy::Replace), &[], &Secrets::new(), now()), Some(None));
+        assert!(t.target(&target(ConfigPolicy::Merge), &[], &Secrets::new(), now()).unwrap().is_some());
+    }
+}
