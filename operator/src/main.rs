@@ -82,6 +82,21 @@ enum Cmd {
         #[arg(long, default_value_t = 86_400)]
         ttl_secs: u64,
     },
+    /// Run the operator in a Kubernetes cluster (in-cluster config or KUBECONFIG): the binding
+    /// and target controllers, the delivery engine and the agent endpoint.
+    Run {
+        #[command(flatten)]
+        pki: PkiArgs,
+        /// Agent endpoint address.
+        #[arg(long, default_value = "0.0.0.0:7443")]
+        listen: SocketAddr,
+        /// Metrics and health endpoint address.
+        #[arg(long, default_value = "0.0.0.0:9464")]
+        metrics_listen: SocketAddr,
+        /// Reconciles run at once, per controller.
+        #[arg(long, default_value_t = 8)]
+        concurrency: u16,
+    },
     /// Run the operator on a directory of manifests instead of Kubernetes (GitOps checkout, edge
     /// sites, demos). With --simulate, every target is an in-process simulated router.
     Standalone {
@@ -210,6 +225,36 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Crds => print!("{}", vrouter_operator::crd::crds_yaml()?),
+        Cmd::Run { pki, listen, metrics_listen, concurrency } => {
+            raise_fd_limit();
+            let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
+            std::fs::create_dir_all(&pki.state_dir)
+                .with_context(|| format!("cannot create {}", pki.state_dir.display()))?;
+            let secret_key = vrouter_operator::standalone::secret_key(&pki.state_dir).map_err(anyhow::Error::msg)?;
+            let pki = open_pki(&pki).await?;
+            let metrics = Metrics::new();
+            let hub = Hub::new(HubConfig::default(), pki, metrics.clone());
+            let shutdown = shutdown_on_signal();
+            let ready = vrouter_operator::http::Readiness::default();
+            let s = shutdown.clone();
+            let http =
+                vrouter_operator::http::spawn(
+                    metrics_listen,
+                    metrics,
+                    ready.clone(),
+                    async move { s.cancelled().await },
+                )
+                .await?;
+            let s = shutdown.clone();
+            let (addr, server) =
+                AgentServer::spawn(hub.clone(), ServerConfig::default(), listen, async move { s.cancelled().await })
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+            ready.set(true);
+            tracing::info!(%addr, metrics = %http, "operator running");
+            vrouter_operator::controller::run(client, hub, secret_key, concurrency.max(1), shutdown).await;
+            server.await.context("agent endpoint")??;
+        }
         Cmd::Render { dir } => print!("{}", vrouter_operator::standalone::render(&dir)?),
         Cmd::Standalone { dir, state_dir, listen, simulate, until_synced, timeout_secs, poll_ms, retry_secs } => {
             raise_fd_limit();

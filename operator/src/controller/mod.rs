@@ -1,12 +1,15 @@
 //! Kubernetes controllers: thin shells (kube-runtime) over the pure planners.
 //!
 //! - [`binding`]: bindings → generated VRouterConfigs and binding status.
+//! - [`target`]: a router's configs → its desired revision (to the delivery engine), and the
+//!   target's and configs' status from delivery and agent events.
 //!
 //! Reads come from reflector stores shared by the controllers; writes use server-side apply
 //! under one field manager ([`FIELD_MANAGER`]). Reconcile errors are typed and retried with a
 //! per-object exponential backoff; concurrency is bounded.
 
 pub mod binding;
+pub mod target;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,12 +19,15 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::crd::{FIELD_MANAGER, VRouterBinding, VRouterConfig, VRouterParams, VRouterTarget, VRouterTemplate};
+use crate::delivery::{DeliveryEvent, Engine, Phase};
+use crate::hub::HubEvent;
+use crate::tracker::Tracker;
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +43,17 @@ pub enum Error {
     /// The object has no namespace (the kinds are namespaced; this is a malformed event).
     #[error("{0} has no namespace")]
     NoNamespace(String),
+    /// A lock was poisoned by a panic elsewhere.
+    #[error("internal state is poisoned")]
+    Poisoned,
+}
+
+/// Delivery state shared by the target controller and the event pump.
+pub struct Delivery {
+    /// Router and config status.
+    pub tracker: Mutex<Tracker>,
+    /// The delivery engine.
+    pub engine: Engine,
 }
 
 impl Error {
@@ -67,13 +84,21 @@ pub struct Context {
     pub stores: Stores,
     /// Event recorder (None: no Events, e.g. in tests that do not expect them).
     pub recorder: Option<Recorder>,
+    /// Delivery (None: the binding controller alone).
+    pub delivery: Option<Delivery>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
     /// A context.
     pub fn new(client: Client, stores: Stores, recorder: Option<Recorder>) -> Context {
-        Context { client, stores, recorder, failures: Mutex::default() }
+        Context { client, stores, recorder, delivery: None, failures: Mutex::default() }
+    }
+
+    /// With delivery (the target controller).
+    pub fn with_delivery(mut self, delivery: Delivery) -> Context {
+        self.delivery = Some(delivery);
+        self
     }
 
     /// Publishes an Event; failures are logged, never fatal.
@@ -179,6 +204,120 @@ pub async fn run_bindings(ctx: Arc<Context>, concurrency: u16, shutdown: Cancell
         )
         .for_each(|_| std::future::ready(()))
         .await;
+}
+
+/// Runs the target controller until `shutdown`; `triggers` are targets whose delivery state
+/// changed (from [`pump_events`]).
+pub async fn run_targets(
+    ctx: Arc<Context>,
+    triggers: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<VRouterTarget>>,
+    concurrency: u16,
+    shutdown: CancellationToken,
+) {
+    let client = ctx.client.clone();
+    Controller::new(Api::<VRouterTarget>::all(client.clone()), watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .watches(Api::<VRouterConfig>::all(client), watcher::Config::default(), |c| target::config_target(&c))
+        .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(triggers))
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(
+            |t, ctx: Arc<Context>| async move {
+                let key = key_of(&*t);
+                let r = target::reconcile(t, ctx.clone()).await;
+                if r.is_ok() {
+                    ctx.succeeded(&key);
+                }
+                r
+            },
+            |t, e, ctx| {
+                let delay = ctx.backoff(&key_of(&*t));
+                tracing::warn!(target = %key_of(&*t), error = %e, retry_in = ?delay, "target reconcile failed");
+                Action::requeue(delay)
+            },
+            ctx,
+        )
+        .for_each(|_| std::future::ready(()))
+        .await;
+}
+
+/// Feeds delivery and agent events into the tracker, publishes Events for applies, failures and
+/// drift, and triggers a reconcile of the target concerned.
+pub async fn pump_events(
+    ctx: Arc<Context>,
+    mut deliveries: tokio::sync::mpsc::UnboundedReceiver<DeliveryEvent>,
+    mut hub: tokio::sync::broadcast::Receiver<HubEvent>,
+    triggers: tokio::sync::mpsc::UnboundedSender<ObjectRef<VRouterTarget>>,
+    shutdown: CancellationToken,
+) {
+    let Some(delivery) = ctx.delivery.as_ref() else { return };
+    loop {
+        let (id, event) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            d = deliveries.recv() => match d {
+                None => return,
+                Some(ev) => {
+                    if let Ok(mut t) = delivery.tracker.lock() {
+                        t.on_delivery(&ev);
+                    }
+                    let note = match ev.phase {
+                        Phase::Applied => Some((EventType::Normal, "Applied", format!("revision {}: {}", ev.revision, ev.message))),
+                        Phase::Failed => Some((EventType::Warning, "ApplyFailed", format!("revision {}: {}", ev.revision, ev.message))),
+                        _ => None,
+                    };
+                    (ev.id.clone(), note)
+                }
+            },
+            h = hub.recv() => match h {
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                Err(_) => continue,
+                Ok(ev) => {
+                    if let Ok(mut t) = delivery.tracker.lock() {
+                        t.on_hub(&ev);
+                    }
+                    match &ev {
+                        HubEvent::Connected { id, .. } | HubEvent::Disconnected { id, .. } | HubEvent::Status { id, .. } => (id.clone(), None),
+                        HubEvent::Drift { id, report } => {
+                            let note = report.drifted.then(|| (EventType::Warning, "Drifted", format!("{} paths differ from the applied revision", report.paths.len() as u32 + report.paths_omitted)));
+                            (id.clone(), note)
+                        }
+                    }
+                }
+            },
+        };
+        let oref = ObjectRef::<VRouterTarget>::new(id.name()).within(id.namespace());
+        if let Some((type_, reason, note)) = event
+            && let Some(t) = ctx.stores.targets.get(&oref)
+        {
+            ctx.event(&t.object_ref(&()), type_, reason, "Deliver", note).await;
+        }
+        let _ = triggers.send(oref);
+    }
+}
+
+/// Runs the controllers, the delivery engine and the event pump until `shutdown`: the operator
+/// in a cluster. `secret_key` keys the secrets fingerprint of revision ids (it must stay the same
+/// across restarts, or every router gets a new revision id once).
+pub async fn run(
+    client: Client,
+    hub: crate::hub::Hub,
+    secret_key: Vec<u8>,
+    concurrency: u16,
+    shutdown: CancellationToken,
+) {
+    let stores = stores(&client, &shutdown);
+    let applied = target::ConfigMapStore::new(client.clone(), stores.targets.clone());
+    let hub_events = hub.subscribe();
+    let (engine, deliveries) =
+        Engine::new(hub, Arc::new(applied), crate::delivery::EngineConfig::default(), shutdown.clone());
+    let recorder = recorder(client.clone(), std::env::var("POD_NAME").ok());
+    let delivery = Delivery { tracker: Mutex::new(Tracker::new(secret_key)), engine };
+    let ctx = Arc::new(Context::new(client, stores, Some(recorder)).with_delivery(delivery));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::join!(
+        run_bindings(ctx.clone(), concurrency, shutdown.clone()),
+        run_targets(ctx.clone(), rx, concurrency, shutdown.clone()),
+        pump_events(ctx, deliveries, hub_events, tx, shutdown),
+    );
 }
 
 /// An Event recorder for the operator.

@@ -238,3 +238,91 @@ async fn a_config_already_gone_is_not_an_error() {
     binding::reconcile(Arc::new(binding(&["r1"])), ctx(client, configs)).await.unwrap();
     api.await.unwrap();
 }
+
+async fn delivery_ctx(client: Client, configs: Vec<VRouterConfig>, dir: &std::path::Path) -> Arc<Context> {
+    let pki_store = crate::pki::DirStore::new(dir.join("pki")).unwrap();
+    let pki = crate::pki::Pki::open(Arc::new(pki_store), crate::pki::PkiConfig::default()).await.unwrap();
+    let hub = crate::hub::Hub::new(crate::hub::HubConfig::default(), Arc::new(pki), crate::metrics::Metrics::new());
+    let (engine, _events) = crate::delivery::Engine::new(
+        hub,
+        Arc::new(crate::delivery::MemoryStore::default()),
+        crate::delivery::EngineConfig::default(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let stores = Stores {
+        templates: store_of(vec![]),
+        params: store_of(vec![]),
+        targets: store_of(vec![target("r1")]),
+        configs: store_of(configs),
+    };
+    let delivery = Delivery { tracker: std::sync::Mutex::new(crate::tracker::Tracker::new(vec![7; 32])), engine };
+    Arc::new(Context::new(client, stores, None).with_delivery(delivery))
+}
+
+fn hand_written(name: &str, commands: &str) -> VRouterConfig {
+    let mut c = ns(VRouterConfig::new(
+        name,
+        crate::crd::VRouterConfigSpec {
+            target_ref: NameRef::new("r1"),
+            commands: Some(commands.into()),
+            save: true,
+            priority: 0,
+            config: None,
+        },
+    ));
+    c.metadata.generation = Some(4);
+    c
+}
+
+const TARGETS: &str = "/apis/vrouter.kojuro.date/v1/namespaces/net/vroutertargets";
+
+#[tokio::test]
+async fn target_reconcile_composes_and_writes_target_then_config_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, api) = mock(vec![
+        expect("PATCH", format!("{TARGETS}/r1/status{SSA}"), serde_json::to_value(target("r1")).unwrap()),
+        expect(
+            "PATCH",
+            format!("{CONFIGS}/extra/status{SSA}"),
+            serde_json::to_value(hand_written("extra", "")).unwrap(),
+        ),
+    ]);
+    let c = delivery_ctx(client, vec![hand_written("extra", "set system host-name 'r1'")], dir.path()).await;
+    let action = target::reconcile(Arc::new(target("r1")), c.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(target::RESYNC));
+    let bodies = api.await.unwrap();
+    let t = &bodies[0]["status"];
+    assert_eq!(bodies[0]["kind"], "VRouterTarget");
+    assert_eq!(t["configs"], json!(["extra"]));
+    assert_eq!(t["desiredRevision"].as_str().unwrap().len(), 16);
+    assert_eq!(t["conditions"][0]["type"], "ConfigApplied");
+    assert_eq!(t["conditions"][0]["status"], "False");
+    assert_eq!(bodies[1]["status"]["conditions"][0]["type"], "Overlap");
+    // The engine has the revision.
+    assert_eq!(c.delivery.as_ref().unwrap().engine.routers().len(), 1);
+}
+
+#[tokio::test]
+async fn target_reconcile_reads_only_the_secrets_it_needs_and_blocks_when_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, api) = mock(vec![
+        expect_failure("GET", "/api/v1/namespaces/net/secrets/creds", 404, "NotFound"),
+        expect("PATCH", format!("{TARGETS}/r1/status{SSA}"), serde_json::to_value(target("r1")).unwrap()),
+        expect(
+            "PATCH",
+            format!("{CONFIGS}/extra/status{SSA}"),
+            serde_json::to_value(hand_written("extra", "")).unwrap(),
+        ),
+    ]);
+    let cfg = hand_written(
+        "extra",
+        "set system login user u authentication plaintext-password '@@vrouter-secret:creds/pw@@'",
+    );
+    let c = delivery_ctx(client, vec![cfg], dir.path()).await;
+    target::reconcile(Arc::new(target("r1")), c.clone()).await.unwrap();
+    let bodies = api.await.unwrap();
+    assert_eq!(bodies[1]["status"]["conditions"][0]["reason"], "ComposeFailed");
+    assert_eq!(bodies[2]["status"]["phase"], "Failed");
+    assert!(bodies[2]["status"]["message"].as_str().unwrap().contains("creds/pw"));
+    assert!(c.delivery.as_ref().unwrap().engine.routers().is_empty(), "nothing may be delivered");
+}

@@ -65,8 +65,8 @@ pub enum StandaloneError {
     },
 }
 
-/// Reads (or creates) the key of the secrets fingerprint.
-fn secret_key(state: &Path) -> Result<Vec<u8>, String> {
+/// Reads (or creates) the key of the secrets fingerprint (`<state>/revision.key`).
+pub fn secret_key(state: &Path) -> Result<Vec<u8>, String> {
     let path = state.join("revision.key");
     match std::fs::read(&path) {
         Ok(k) if k.len() >= 32 => Ok(k),
