@@ -119,7 +119,12 @@ impl DirStore {
     }
 
     fn path(&self, id: &RouterId) -> std::path::PathBuf {
-        self.0.join(format!("{}_{}.json", id.namespace(), id.name()))
+        Self::file(&self.0, id)
+    }
+
+    /// The record file of a router in `dir`.
+    pub fn file(dir: &std::path::Path, id: &RouterId) -> std::path::PathBuf {
+        dir.join(format!("{}_{}.json", id.namespace(), id.name()))
     }
 }
 

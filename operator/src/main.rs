@@ -114,15 +114,24 @@ enum Cmd {
         /// Exit with status 0 once every router runs its desired revision.
         #[arg(long)]
         until_synced: bool,
-        /// Give up after this many seconds (non-zero exit with --until-synced).
-        #[arg(long)]
-        timeout_secs: Option<u64>,
+        /// Give up after this long, e.g. `90s` or `5m` (non-zero exit with --until-synced).
+        #[arg(long, value_parser = parse_go_duration)]
+        timeout: Option<Duration>,
         /// How often the directory is checked for changes, milliseconds.
         #[arg(long, default_value_t = 1000)]
         poll_ms: u64,
         /// Seconds before a failed apply is retried (doubling up to 10x).
         #[arg(long, default_value_t = 30)]
         retry_secs: u64,
+    },
+    /// Print, per router, the commands that would run against its last known running config
+    /// (the simulated router's, or the last revision delivered to it), without delivering.
+    Diff {
+        /// Directory of YAML manifests.
+        dir: PathBuf,
+        /// State directory; default <DIR>/.vrouter.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Render a directory of manifests (generated configs and each router's desired config)
     /// without delivering anything.
@@ -137,6 +146,14 @@ enum Cmd {
         #[command(flatten)]
         pki: PkiArgs,
     },
+}
+
+/// A Go duration (`90s`, `1m30s`) or a number of seconds.
+fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => vrouter_operator::crd::parse_duration(text),
+    }
 }
 
 fn init_logging(filter: &str, json: bool) {
@@ -255,8 +272,12 @@ async fn run(cli: Cli) -> Result<()> {
             vrouter_operator::controller::run(client, hub, secret_key, concurrency.max(1), shutdown).await;
             server.await.context("agent endpoint")??;
         }
+        Cmd::Diff { state_dir, dir } => {
+            let state = state_dir.unwrap_or_else(|| dir.join(".vrouter"));
+            print!("{}", vrouter_operator::standalone::diff(&dir, &state)?);
+        }
         Cmd::Render { dir } => print!("{}", vrouter_operator::standalone::render(&dir)?),
-        Cmd::Standalone { dir, state_dir, listen, simulate, until_synced, timeout_secs, poll_ms, retry_secs } => {
+        Cmd::Standalone { dir, state_dir, listen, simulate, until_synced, timeout, poll_ms, retry_secs } => {
             raise_fd_limit();
             let retry = Duration::from_secs(retry_secs.max(1));
             let options = vrouter_operator::standalone::Options {
@@ -265,7 +286,7 @@ async fn run(cli: Cli) -> Result<()> {
                 listen,
                 simulate,
                 until_synced,
-                timeout: timeout_secs.map(Duration::from_secs),
+                timeout,
                 poll: Duration::from_millis(poll_ms.max(50)),
                 table: true,
                 engine: vrouter_operator::delivery::EngineConfig {

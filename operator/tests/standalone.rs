@@ -28,7 +28,7 @@ fn sync(dir: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_vrouter-operator"))
         .args(["--log", "warn", "standalone"])
         .arg(dir)
-        .args(["--simulate", "--until-synced", "--timeout-secs", "90", "--listen", "127.0.0.1:0", "--poll-ms", "200"])
+        .args(["--simulate", "--until-synced", "--timeout", "90s", "--listen", "127.0.0.1:0", "--poll-ms", "200"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -102,6 +102,25 @@ fn quickstart_converges_and_follows_changes() {
     assert!(hub.tree.exists(&["system", "login", "banner", "post-login"]));
     let status = std::fs::read_to_string(dir.join(".vrouter/status.yaml")).unwrap();
     assert!(!status.contains("overlay.hub"), "orphaned generated config still present");
+    assert!(!dir.join(".vrouter/status/default/vrouterconfig/overlay.hub.yaml").exists());
+    let hub_status = std::fs::read_to_string(dir.join(".vrouter/status/default/vroutertarget/hub.yaml")).unwrap();
+    assert!(hub_status.contains("type: ConfigApplied"));
+
+    // 4. `diff` against the simulated routers: nothing left to do; after a params change, the
+    // commands that would run (and only those).
+    let diff = |dir: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vrouter-operator")).arg("diff").arg(dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let d = diff(&dir);
+    assert_eq!(d.matches("(no change)").count(), 3, "{d}");
+    edit(&dir.join("params.yaml"), "timezone: UTC", "timezone: Asia/Tokyo");
+    let d = diff(&dir);
+    assert_eq!(d.matches("set system time-zone 'Asia/Tokyo'").count(), 3, "{d}");
+    // A changed value is a delete and a set, as VyOS's own diff has it.
+    assert_eq!(d.matches("delete system time-zone 'UTC'").count(), 3, "{d}");
+    assert_eq!(d.lines().filter(|l| !l.starts_with('#')).count(), 6, "{d}");
 }
 
 #[test]

@@ -78,10 +78,20 @@ pub fn secret_key(state: &Path) -> Result<Vec<u8>, String> {
     }
 }
 
+/// The manifests with every rollout turned off (render and diff show the whole change).
+fn without_rollouts(mut m: Manifests) -> Manifests {
+    for ns in m.namespaces.values_mut() {
+        for b in ns.bindings.values_mut() {
+            b.spec.rollout = None;
+        }
+    }
+    m
+}
+
 /// Renders everything once, without routers: generated configs and each router's desired
-/// config, as YAML (`vrouter-operator render DIR`).
+/// config, as YAML (`vrouter-operator render DIR`). Rollouts are ignored: everything is shown.
 pub fn render(dir: &Path) -> Result<String, StandaloneError> {
-    let m = load_dir(dir).map_err(StandaloneError::Manifests)?;
+    let m = without_rollouts(load_dir(dir).map_err(StandaloneError::Manifests)?);
     let mut w = World::new(vec![0; 32]);
     let out = w.step(&m, SystemTime::now());
     let mut docs = String::new();
@@ -91,7 +101,7 @@ pub fn render(dir: &Path) -> Result<String, StandaloneError> {
     }
     for (id, desired) in &out.desired {
         if let Some(d) = desired {
-            docs.push_str(&format!("---\n# router {id} revision {}\n", d.revision));
+            docs.push_str(&format!("---\n# router {id}, revision {}\n", d.revision));
             for line in d.config.lines() {
                 docs.push_str("# ");
                 docs.push_str(line);
@@ -99,15 +109,72 @@ pub fn render(dir: &Path) -> Result<String, StandaloneError> {
             }
         }
     }
-    let problems = w.unsynced(&m);
-    let render_problems: Vec<&String> =
-        problems.iter().filter(|p| p.contains("RenderFailed") || p.contains("VRouterBinding")).collect();
-    for p in render_problems {
-        if !p.contains("configs applied") {
-            docs.push_str(&format!("# problem: {p}\n"));
-        }
+    for p in w.problems() {
+        docs.push_str(&format!("# problem: {p}\n"));
     }
     Ok(docs)
+}
+
+/// Per router, the commands that would run against its last known running configuration: the
+/// simulated router's (under `state`), else the config last delivered to it, else empty.
+/// Secret values are substituted for the comparison and shown as placeholders.
+pub fn diff(dir: &Path, state: &Path) -> Result<String, StandaloneError> {
+    use vyos_config::{Config, PlanInput, Policy, Schema, Tree, path_from_str, plan};
+    let m = without_rollouts(load_dir(dir).map_err(StandaloneError::Manifests)?);
+    let mut w = World::new(vec![0; 32]);
+    let out = w.step(&m, SystemTime::now());
+    let mut text = String::new();
+    for (id, desired) in &out.desired {
+        let Some(d) = desired else { continue };
+        let sim = state.join(format!("routers/{}-{}/sim/active.boot", id.namespace(), id.name()));
+        let record = std::fs::read(delivery::DirStore::file(&state.join("applied"), id))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<delivery::AppliedRecord>(&b).ok());
+        let substitute = |t: &str| d.secrets.iter().fold(t.to_owned(), |acc, (p, v)| acc.replace(p.as_str(), v));
+        let parse = |t: &str, what: &str| {
+            Config::parse(t).map(|c| c.tree).map_err(|e| StandaloneError::Setup(format!("{id}: {what}: {e}")))
+        };
+        let (running, source) = match std::fs::read_to_string(&sim) {
+            Ok(t) => (parse(&t, "simulated running config")?, "the simulated router's running config".to_owned()),
+            Err(_) => match &record {
+                Some(r) => (
+                    parse(&substitute(&r.config), "last delivered config")?,
+                    format!("revision {} as last delivered", r.revision),
+                ),
+                None => (Tree::new(), "an empty configuration (nothing known)".to_owned()),
+            },
+        };
+        let desired_tree = parse(&substitute(&d.config), "desired config")?;
+        let previous = match &record {
+            Some(r) => Some(parse(&substitute(&r.config), "last delivered config")?),
+            None => None,
+        };
+        let deletions: Vec<vyos_config::Command> =
+            d.deletions.iter().filter_map(|l| vyos_config::commands::parse_line(l, 0).ok()).collect();
+        let scopes: Vec<Vec<String>> = d.managed_scopes.iter().map(|s| path_from_str(s)).collect();
+        let p = plan(PlanInput {
+            running: &running,
+            desired: &desired_tree,
+            previous: previous.as_ref(),
+            policy: if d.policy == crate::crd::ConfigPolicy::Replace { Policy::Replace } else { Policy::Merge },
+            managed_scopes: &scopes,
+            deletions: &deletions,
+            protected: &Tree::new(),
+            schema: Schema::vyos(),
+        });
+        text.push_str(&format!("# router {id}: revision {} against {source}\n", d.revision));
+        if p.commands.is_empty() {
+            text.push_str("# (no change)\n");
+        }
+        for c in &p.commands {
+            text.push_str(&d.redact(&c.to_string()));
+            text.push('\n');
+        }
+    }
+    for p in w.problems() {
+        text.push_str(&format!("# problem: {p}\n"));
+    }
+    Ok(text)
 }
 
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, SystemTime, u64)> {
@@ -245,16 +312,57 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
     result
 }
 
+/// Writes `status.yaml` (every object) and `status/<namespace>/<kind>/<name>.yaml` (one file
+/// per object; files of objects that are gone are removed).
 fn write_status(world: &World, path: &Path) {
+    let docs = world.status_documents();
     let mut text = String::from("# Status of every object, written by `vrouter-operator standalone`.\n");
-    for d in world.status_documents() {
+    let mut files = std::collections::BTreeMap::new();
+    let dir = path.with_file_name("status");
+    for d in &docs {
+        let yaml = serde_saphyr::to_string(d).unwrap_or_default();
         text.push_str("---\n");
-        text.push_str(&serde_saphyr::to_string(&d).unwrap_or_default());
+        text.push_str(&yaml);
+        let field = |f: &str| d.pointer(f).and_then(serde_json::Value::as_str).unwrap_or("_").to_owned();
+        let file = dir
+            .join(field("/metadata/namespace"))
+            .join(field("/kind").to_lowercase())
+            .join(format!("{}.yaml", field("/metadata/name")));
+        files.insert(file, yaml);
     }
-    let tmp = path.with_extension("tmp");
-    if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)) {
+    let result = write_atomic(path, &text).and_then(|_| {
+        for (file, yaml) in &files {
+            if std::fs::read_to_string(file).ok().as_deref() != Some(yaml.as_str()) {
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                write_atomic(file, yaml)?;
+            }
+        }
+        remove_stale(&dir, &files)
+    });
+    if let Err(e) = result {
         tracing::error!(path = %path.display(), error = %e, "cannot write status");
     }
+}
+
+fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn remove_stale(dir: &Path, keep: &std::collections::BTreeMap<PathBuf, String>) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            remove_stale(&p, keep)?;
+        } else if !keep.contains_key(&p) {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
 }
 
 /// In-process simulated routers, one per target.

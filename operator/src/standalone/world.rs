@@ -189,6 +189,26 @@ impl World {
         out
     }
 
+    /// Render and composition problems (bindings not rendering, routers blocked).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for ((ns, name), s) in &self.bindings {
+            for c in s
+                .conditions
+                .iter()
+                .filter(|c| c.status == "False" && (c.reason == "RenderFailed" || c.reason == "RolloutHalted"))
+            {
+                out.push(format!("VRouterBinding {ns}/{name}: {}", c.message));
+            }
+        }
+        for ((ns, name), s) in self.tracker.targets() {
+            for c in s.conditions.iter().filter(|c| c.reason == "ComposeFailed") {
+                out.push(format!("VRouterTarget {ns}/{name}: {}", c.message));
+            }
+        }
+        out
+    }
+
     /// Every status, as YAML documents (`kind`, `metadata`, `status`).
     pub fn status_documents(&self) -> Vec<serde_json::Value> {
         let mut docs = Vec::new();
