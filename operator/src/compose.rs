@@ -141,14 +141,6 @@ pub fn compose(parts: &[Part<'_>], schema: &Schema) -> Result<Composed, Vec<Comp
     let mut owner: BTreeMap<Vec<String>, usize> = BTreeMap::new();
     let mut overlaps: BTreeMap<String, Vec<Overlap>> = BTreeMap::new();
     let mut deletions = BTreeSet::new();
-    let record = |overlaps: &mut BTreeMap<String, Vec<Overlap>>, winner: &str, loser: &str, path: String| {
-        overlaps.entry(winner.to_owned()).or_default().push(Overlap {
-            other: loser.to_owned(),
-            path: path.clone(),
-            won: true,
-        });
-        overlaps.entry(loser.to_owned()).or_default().push(Overlap { other: winner.to_owned(), path, won: false });
-    };
     for (i, (part, tree, dels)) in built.iter().enumerate() {
         for cmd in dels {
             // A higher-priority deletion removes what lower-priority configs set.
@@ -163,18 +155,8 @@ pub fn compose(parts: &[Part<'_>], schema: &Schema) -> Result<Composed, Vec<Comp
                     continue;
                 }
                 let (other, ..) = &built[j];
-                if other.priority == part.priority {
-                    errors.push(ComposeError::Conflict {
-                        first: other.name.to_owned(),
-                        second: part.name.to_owned(),
-                        priority: part.priority,
-                        path: path.join(" "),
-                        first_values: "set".to_owned(),
-                        second_values: "deleted".to_owned(),
-                    });
-                } else {
-                    record(&mut overlaps, part.name, other.name, path.join(" "));
-                }
+                let values = ("set".to_owned(), "deleted".to_owned());
+                clash(&mut errors, &mut overlaps, other, part, path.join(" "), values);
                 if cmd.value.is_none() {
                     owner.remove(&path);
                 }
@@ -203,18 +185,8 @@ pub fn compose(parts: &[Part<'_>], schema: &Schema) -> Result<Composed, Vec<Comp
             });
             let Some(&j) = found else { continue };
             let (other, ..) = &built[j];
-            if other.priority == part.priority {
-                errors.push(ComposeError::Conflict {
-                    first: other.name.to_owned(),
-                    second: part.name.to_owned(),
-                    priority: part.priority,
-                    path: conflict.path.join(" "),
-                    first_values: quote_values(&conflict.base),
-                    second_values: quote_values(&conflict.top),
-                });
-            } else {
-                record(&mut overlaps, part.name, other.name, conflict.path.join(" "));
-            }
+            let values = (quote_values(&conflict.base), quote_values(&conflict.top));
+            clash(&mut errors, &mut overlaps, other, part, conflict.path.join(" "), values);
         }
         for (path, _) in tree.leaves() {
             owner.insert(path.iter().map(|s| (*s).to_owned()).collect(), i);
@@ -244,6 +216,39 @@ fn prune_empty_parents(tree: &mut Tree, path: &[String]) {
         }
         let _ = tree.delete(&path[..k], None);
     }
+}
+
+/// `earlier` (merged first) and `later` both set `path`: a conflict at equal priority, else an
+/// overlap won by `later`, recorded on both.
+fn clash(
+    errors: &mut Vec<ComposeError>,
+    overlaps: &mut BTreeMap<String, Vec<Overlap>>,
+    earlier: &Part<'_>,
+    later: &Part<'_>,
+    path: String,
+    (first_values, second_values): (String, String),
+) {
+    if earlier.priority == later.priority {
+        errors.push(ComposeError::Conflict {
+            first: earlier.name.to_owned(),
+            second: later.name.to_owned(),
+            priority: later.priority,
+            path,
+            first_values,
+            second_values,
+        });
+        return;
+    }
+    overlaps.entry(later.name.to_owned()).or_default().push(Overlap {
+        other: earlier.name.to_owned(),
+        path: path.clone(),
+        won: true,
+    });
+    overlaps.entry(earlier.name.to_owned()).or_default().push(Overlap {
+        other: later.name.to_owned(),
+        path,
+        won: false,
+    });
 }
 
 fn quote_values(values: &[String]) -> String {

@@ -198,31 +198,39 @@ fn raise_fd_limit() {
     }
 }
 
+type ServerTask = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
+
+/// Starts the metrics/health endpoint and the agent endpoint (ready once both listen).
+async fn serve_agents(
+    pki: Arc<Pki>,
+    listen: SocketAddr,
+    metrics_listen: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Result<(Hub, ServerTask)> {
+    let metrics = Metrics::new();
+    let hub = Hub::new(HubConfig::default(), pki, metrics.clone());
+    let ready = vrouter_operator::http::Readiness::default();
+    let s = shutdown.clone();
+    let http =
+        vrouter_operator::http::spawn(metrics_listen, metrics, ready.clone(), async move { s.cancelled().await })
+            .await?;
+    let s = shutdown.clone();
+    let (addr, server) =
+        AgentServer::spawn(hub.clone(), ServerConfig::default(), listen, async move { s.cancelled().await })
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+    ready.set(true);
+    tracing::info!(%addr, metrics = %http, "serving agents");
+    Ok((hub, server))
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Serve { pki, listen, metrics_listen } => {
             raise_fd_limit();
             let pki = open_pki(&pki).await?;
-            let metrics = Metrics::new();
-            let hub = Hub::new(HubConfig::default(), pki, metrics.clone());
             let shutdown = shutdown_on_signal();
-            let ready = vrouter_operator::http::Readiness::default();
-            let s = shutdown.clone();
-            let http =
-                vrouter_operator::http::spawn(
-                    metrics_listen,
-                    metrics,
-                    ready.clone(),
-                    async move { s.cancelled().await },
-                )
-                .await?;
-            let s = shutdown.clone();
-            let (addr, server) =
-                AgentServer::spawn(hub, ServerConfig::default(), listen, async move { s.cancelled().await })
-                    .await
-                    .with_context(|| format!("cannot listen on {listen}"))?;
-            ready.set(true);
-            tracing::info!(%addr, metrics = %http, "serving agents");
+            let (_, server) = serve_agents(pki, listen, metrics_listen, &shutdown).await?;
             server.await.context("agent endpoint")??;
         }
         Cmd::Token { pki, identity, ttl_secs } => {
@@ -249,26 +257,8 @@ async fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("cannot create {}", pki.state_dir.display()))?;
             let secret_key = vrouter_operator::standalone::secret_key(&pki.state_dir).map_err(anyhow::Error::msg)?;
             let pki = open_pki(&pki).await?;
-            let metrics = Metrics::new();
-            let hub = Hub::new(HubConfig::default(), pki, metrics.clone());
             let shutdown = shutdown_on_signal();
-            let ready = vrouter_operator::http::Readiness::default();
-            let s = shutdown.clone();
-            let http =
-                vrouter_operator::http::spawn(
-                    metrics_listen,
-                    metrics,
-                    ready.clone(),
-                    async move { s.cancelled().await },
-                )
-                .await?;
-            let s = shutdown.clone();
-            let (addr, server) =
-                AgentServer::spawn(hub.clone(), ServerConfig::default(), listen, async move { s.cancelled().await })
-                    .await
-                    .with_context(|| format!("cannot listen on {listen}"))?;
-            ready.set(true);
-            tracing::info!(%addr, metrics = %http, "operator running");
+            let (hub, server) = serve_agents(pki, listen, metrics_listen, &shutdown).await?;
             vrouter_operator::controller::run(client, hub, secret_key, concurrency.max(1), shutdown).await;
             server.await.context("agent endpoint")??;
         }

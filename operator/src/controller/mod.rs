@@ -167,6 +167,35 @@ pub fn stores(client: &Client, shutdown: &CancellationToken) -> Stores {
     }
 }
 
+/// Runs a controller: reconcile errors are logged and retried with the object's backoff,
+/// which a success resets.
+async fn drive<K, F, Fut>(controller: Controller<K>, reconcile: F, kind: &'static str, ctx: Arc<Context>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    controller
+        .run(
+            move |o, ctx: Arc<Context>| async move {
+                let key = key_of(&*o);
+                let r = reconcile(o, ctx.clone()).await;
+                if r.is_ok() {
+                    ctx.succeeded(&key);
+                }
+                r
+            },
+            move |o, e, ctx| {
+                let delay = ctx.backoff(&key_of(&*o));
+                tracing::warn!(kind, object = %key_of(&*o), error = %e, retry_in = ?delay, "reconcile failed");
+                Action::requeue(delay)
+            },
+            ctx,
+        )
+        .for_each(|_| std::future::ready(()))
+        .await;
+}
+
 /// Runs the binding controller until `shutdown`.
 pub async fn run_bindings(ctx: Arc<Context>, concurrency: u16, shutdown: CancellationToken) {
     let client = ctx.client.clone();
@@ -174,7 +203,7 @@ pub async fn run_bindings(ctx: Arc<Context>, concurrency: u16, shutdown: Cancell
         .with_config(ControllerConfig::default().concurrency(concurrency));
     let bindings = controller.store();
     let (b1, b2, b3) = (bindings.clone(), bindings.clone(), bindings);
-    controller
+    let controller = controller
         .owns(Api::<VRouterConfig>::all(client.clone()), watcher::Config::default())
         .watches(Api::<VRouterTemplate>::all(client.clone()), watcher::Config::default(), move |t| {
             binding::referrers(&b1, t.namespace(), &t.name_any(), binding::template_names)
@@ -185,25 +214,8 @@ pub async fn run_bindings(ctx: Arc<Context>, concurrency: u16, shutdown: Cancell
         .watches(Api::<VRouterTarget>::all(client), watcher::Config::default(), move |t| {
             binding::target_referrers(&b3, t.namespace(), &t.name_any())
         })
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(
-            |b, ctx: Arc<Context>| async move {
-                let key = key_of(&*b);
-                let r = binding::reconcile(b, ctx.clone()).await;
-                if r.is_ok() {
-                    ctx.succeeded(&key);
-                }
-                r
-            },
-            |b, e, ctx| {
-                let delay = ctx.backoff(&key_of(&*b));
-                tracing::warn!(binding = %key_of(&*b), error = %e, retry_in = ?delay, "binding reconcile failed");
-                Action::requeue(delay)
-            },
-            ctx,
-        )
-        .for_each(|_| std::future::ready(()))
-        .await;
+        .graceful_shutdown_on(async move { shutdown.cancelled().await });
+    drive(controller, binding::reconcile, "binding", ctx).await;
 }
 
 /// Runs the target controller until `shutdown`; `triggers` are targets whose delivery state
@@ -215,29 +227,12 @@ pub async fn run_targets(
     shutdown: CancellationToken,
 ) {
     let client = ctx.client.clone();
-    Controller::new(Api::<VRouterTarget>::all(client.clone()), watcher::Config::default())
+    let controller = Controller::new(Api::<VRouterTarget>::all(client.clone()), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .watches(Api::<VRouterConfig>::all(client), watcher::Config::default(), |c| target::config_target(&c))
         .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(triggers))
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(
-            |t, ctx: Arc<Context>| async move {
-                let key = key_of(&*t);
-                let r = target::reconcile(t, ctx.clone()).await;
-                if r.is_ok() {
-                    ctx.succeeded(&key);
-                }
-                r
-            },
-            |t, e, ctx| {
-                let delay = ctx.backoff(&key_of(&*t));
-                tracing::warn!(target = %key_of(&*t), error = %e, retry_in = ?delay, "target reconcile failed");
-                Action::requeue(delay)
-            },
-            ctx,
-        )
-        .for_each(|_| std::future::ready(()))
-        .await;
+        .graceful_shutdown_on(async move { shutdown.cancelled().await });
+    drive(controller, target::reconcile, "target", ctx).await;
 }
 
 /// Feeds delivery and agent events into the tracker, publishes Events for applies, failures and
