@@ -4,6 +4,8 @@
 //!   every router, check the output with the VyOS model, compose each router's configs, compute
 //!   revision ids;
 //! - `step_unchanged`: the same pass when nothing changed (the steady-state cost of a resync);
+//! - `render_only`: the bindings' rendering alone (templates, output checks), and `compose_only`:
+//!   composing each router's generated configs alone — the two halves of a pass;
 //! - `baseline_parse_render_digest`: parse, render and digest each router's desired config once —
 //!   the floor for any pipeline that validates what it delivers.
 //!
@@ -16,9 +18,12 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use vrouter_operator::compose::{Part, compose};
+use vrouter_operator::crd::VRouterConfig;
+use vrouter_operator::generate::{Inputs, generate};
 use vrouter_operator::standalone::manifests::{Manifests, add_text};
 use vrouter_operator::standalone::world::World;
-use vyos_config::{Config, RenderOptions, digest, render_config};
+use vyos_config::{Config, RenderOptions, Schema, digest, render_config};
 
 const SIZES: &[usize] = &[10, 100, 1000];
 
@@ -26,7 +31,7 @@ const SIZES: &[usize] = &[10, 100, 1000];
 fn fleet(n: usize) -> Manifests {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
     let mut m = Manifests::default();
-    for f in ["templates.yaml", "params.yaml", "bindings.yaml"] {
+    for f in ["templates.yaml", "params.yaml", "routers.yaml", "bindings.yaml"] {
         add_text(&mut m, &dir.join(f), &std::fs::read_to_string(dir.join(f)).unwrap()).unwrap();
     }
     let mut routers = String::new();
@@ -79,6 +84,38 @@ fn bench(c: &mut Criterion) {
             let mut w = World::new(vec![1; 32]);
             w.step(m, now);
             b.iter(|| black_box(w.step(m, now)))
+        });
+        let ns = &m.namespaces["default"];
+        let inputs = Inputs { templates: &ns.templates, params: &ns.params, targets: &ns.targets };
+        g.bench_with_input(BenchmarkId::new("render_only", n), &m, |b, _| {
+            b.iter(|| {
+                for binding in ns.bindings.values() {
+                    black_box(generate(binding, inputs).unwrap());
+                }
+            })
+        });
+        let generated: Vec<VRouterConfig> = w.generated().cloned().collect();
+        g.bench_with_input(BenchmarkId::new("compose_only", n), &generated, |b, gen_| {
+            let mut by_target: std::collections::BTreeMap<&str, Vec<&VRouterConfig>> = Default::default();
+            for c in gen_ {
+                by_target.entry(c.spec.target_ref.name.as_str()).or_default().push(c);
+            }
+            b.iter(|| {
+                for configs in by_target.values() {
+                    let parts: Vec<Part<'_>> = configs
+                        .iter()
+                        .map(|c| Part {
+                            name: c.metadata.name.as_deref().unwrap(),
+                            generation: 1,
+                            priority: c.spec.priority,
+                            config: c.spec.config.as_deref(),
+                            commands: c.spec.commands.as_deref(),
+                            save: true,
+                        })
+                        .collect();
+                    black_box(compose(&parts, Schema::vyos()).unwrap());
+                }
+            })
         });
         g.bench_with_input(BenchmarkId::new("baseline_parse_render_digest", n), &configs, |b, cs| {
             b.iter(|| {

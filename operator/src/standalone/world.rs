@@ -59,8 +59,11 @@ impl World {
             m.namespaces.get(ns).is_some_and(|x| x.bindings.contains_key(&binding))
         });
         for (ns_name, ns) in &m.namespaces {
+            // Every config of the namespace, with its status, as the API server would list them
+            // (a snapshot for all bindings of this pass, as a controller's store would be).
+            let configs = self.namespace_configs(ns_name, ns);
             for (name, binding) in &ns.bindings {
-                let wake = self.step_binding(ns_name, ns, name, binding, now);
+                let wake = self.step_binding(ns_name, ns, name, binding, &configs, now);
                 out.wake_after = match (out.wake_after, wake) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -82,33 +85,31 @@ impl World {
         keys
     }
 
+    fn namespace_configs(&self, ns_name: &str, ns: &Namespace) -> BTreeMap<String, VRouterConfig> {
+        let mut configs = BTreeMap::new();
+        let generated = self.generated.range(key(ns_name, "")..).take_while(|((n, _), _)| n == ns_name);
+        for (n, c) in ns.configs.iter().chain(generated.map(|((_, n), c)| (n, c))) {
+            let mut c = c.clone();
+            c.status = self.tracker.config_status(ns_name, n).cloned();
+            configs.insert(n.clone(), c);
+        }
+        configs
+    }
+
     fn step_binding(
         &mut self,
         ns_name: &str,
         ns: &Namespace,
         name: &str,
         binding: &crate::crd::VRouterBinding,
+        configs: &BTreeMap<String, VRouterConfig>,
         now: SystemTime,
     ) -> Option<Duration> {
         let bkey = key(ns_name, name);
         let mut binding = binding.clone();
         binding.status = self.bindings.remove(&bkey);
-        // Every config of the namespace, with its status, as the API server would list them.
-        let mut configs: BTreeMap<String, VRouterConfig> = BTreeMap::new();
-        for (n, c) in &ns.configs {
-            let mut c = c.clone();
-            c.status = self.tracker.config_status(ns_name, n).cloned();
-            configs.insert(n.clone(), c);
-        }
-        for ((ns, n), c) in &self.generated {
-            if ns == ns_name {
-                let mut c = c.clone();
-                c.status = self.tracker.config_status(ns_name, n).cloned();
-                configs.insert(n.clone(), c);
-            }
-        }
         let inputs = Inputs { templates: &ns.templates, params: &ns.params, targets: &ns.targets };
-        let plan = crate::binding_plan::plan(&binding, inputs, &configs, now);
+        let plan = crate::binding_plan::plan(&binding, inputs, configs, now);
         for n in &plan.delete {
             self.generated.remove(&key(ns_name, n));
         }
@@ -144,10 +145,15 @@ impl World {
                 self.tracker.target_missing(c);
             }
         }
-        let refs: Vec<&VRouterConfig> = all.iter().collect();
+        // Group once: each router composes only its own configs.
+        let mut by_target: BTreeMap<&str, Vec<&VRouterConfig>> = BTreeMap::new();
+        for c in &all {
+            by_target.entry(c.spec.target_ref.name.as_str()).or_default().push(c);
+        }
         for (tname, target) in &ns.targets {
             let Ok(id) = RouterId::new(ns_name, tname.clone()) else { continue };
-            if let Some(desired) = self.tracker.target(target, &refs, &ns.secrets, now) {
+            let mine = by_target.get(tname.as_str()).map(Vec::as_slice).unwrap_or_default();
+            if let Some(desired) = self.tracker.target(target, mine, &ns.secrets, now) {
                 out.desired.push((id, desired));
             }
         }
