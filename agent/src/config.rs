@@ -75,6 +75,80 @@ pub struct BackendConfig {
     /// Settings of the simulated router.
     #[serde(default)]
     pub sim: SimConfig,
+    /// Settings of the VyOS backend.
+    #[serde(default)]
+    pub vyos: VyosConfig,
+}
+
+/// Settings of the VyOS backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VyosConfig {
+    /// Root of the VyOS filesystem (`/`; a fake VyOS root in tests).
+    #[serde(default = "default_root")]
+    pub root: PathBuf,
+    /// Configuration session id (unique on the router; default: the agent's process id).
+    #[serde(default = "default_session_id")]
+    pub session_id: u32,
+    /// `COMMIT_VIA` recorded in VyOS's commit archive; commits reported by the hook with another
+    /// value are someone else's (drift).
+    #[serde(default = "default_commit_via")]
+    pub commit_via: String,
+    /// File the post-commit hook appends to (tmpfs: it only needs to live as long as the boot).
+    #[serde(default = "default_events_file")]
+    pub events_file: PathBuf,
+    /// How long to wait for another commit to release VyOS's commit lock, seconds.
+    #[serde(default = "default_lock_wait")]
+    pub lock_wait_secs: u64,
+    /// Longest a VyOS tool may run (a big commit takes minutes; VyOS allows 20), seconds.
+    #[serde(default = "default_tool_timeout")]
+    pub tool_timeout_secs: u64,
+    /// How often the hook's events file and the boot id are checked, milliseconds.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+impl Default for VyosConfig {
+    fn default() -> Self {
+        VyosConfig {
+            root: default_root(),
+            session_id: default_session_id(),
+            commit_via: default_commit_via(),
+            events_file: default_events_file(),
+            lock_wait_secs: default_lock_wait(),
+            tool_timeout_secs: default_tool_timeout(),
+            poll_ms: default_poll_ms(),
+        }
+    }
+}
+
+impl VyosConfig {
+    /// The tool timeout.
+    pub fn tool_timeout(&self) -> Duration {
+        Duration::from_secs(self.tool_timeout_secs.max(1))
+    }
+}
+
+fn default_root() -> PathBuf {
+    PathBuf::from("/")
+}
+fn default_session_id() -> u32 {
+    std::process::id()
+}
+fn default_commit_via() -> String {
+    "vrouter-agent".to_owned()
+}
+fn default_events_file() -> PathBuf {
+    PathBuf::from("/run/vrouter-agent/commit-events")
+}
+fn default_lock_wait() -> u64 {
+    120
+}
+fn default_tool_timeout() -> u64 {
+    1200
+}
+fn default_poll_ms() -> u64 {
+    1000
 }
 
 /// Backend kinds.

@@ -106,7 +106,10 @@ async fn run(cli: Cli) -> Result<()> {
             let backend: Arc<dyn vrouter_agent::backend::Backend> = match config.backend.kind {
                 BackendKind::Sim => Arc::new(SimBackend::open(&config.state_dir, &config.backend.sim)?),
                 BackendKind::Vyos => {
-                    bail!("the vyos backend is not available in this build yet; use backend.kind = \"sim\"")
+                    let backend = vrouter_agent::backend::vyos::VyosBackend::open(config.backend.vyos.clone())
+                        .map_err(|e| anyhow::anyhow!("VyOS backend: {e}"))?;
+                    backend.watch();
+                    backend
                 }
             };
             let agent = Agent::new(config, backend)?;

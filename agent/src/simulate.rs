@@ -129,6 +129,7 @@ pub fn start_routers(
             backend: BackendConfig {
                 kind: BackendKind::Sim,
                 sim: SimConfig { hostname: Some(name.to_owned()), ..options.sim.clone() },
+                ..BackendConfig::default()
             },
             reconnect: options.reconnect.clone(),
             apply: ApplyConfig { commit_confirm: options.commit_confirm, ..ApplyConfig::default() },

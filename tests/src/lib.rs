@@ -145,7 +145,7 @@ impl TestAgent {
                 token,
                 connect_timeout_secs: 2,
             },
-            backend: BackendConfig { kind: BackendKind::Sim, sim: options.sim },
+            backend: BackendConfig { kind: BackendKind::Sim, sim: options.sim, ..BackendConfig::default() },
             reconnect: ReconnectConfig { min_delay_ms: 50, max_delay_ms: 500, healthy_after_secs: 2 },
             apply: ApplyConfig {
                 commit_confirm: options.commit_confirm,

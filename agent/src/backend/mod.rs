@@ -6,6 +6,7 @@
 //! commit-confirm timer first), confirm, save, and report status.
 
 pub mod sim;
+pub mod vyos;
 
 use async_trait::async_trait;
 use tokio::sync::{broadcast, watch};
