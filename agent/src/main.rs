@@ -35,6 +35,62 @@ enum Cmd {
     },
     /// Run many simulated routers in this process (demos, scale tests).
     Simulate(SimulateArgs),
+    /// Apply a configuration file now, without the operator (recovery, and the guest-agent
+    /// fallback path): the same planning, validation, commit and reporting as a pushed revision,
+    /// without commit-confirm (there is no operator to prove reachability to).
+    Apply {
+        /// The agent's configuration file (TOML).
+        #[arg(long, short, default_value = "/config/vrouter-agent/agent.toml")]
+        config: PathBuf,
+        /// The desired configuration (config.boot format or set commands).
+        file: PathBuf,
+        /// `merge` (default) or `replace`.
+        #[arg(long, default_value = "merge")]
+        policy: String,
+        /// Under merge: a configuration path owned entirely by the file (repeatable).
+        #[arg(long)]
+        scope: Vec<String>,
+        /// Record the result as this revision (the operator's id, when it delivers this way).
+        #[arg(long)]
+        revision: Option<String>,
+        /// Do not save the configuration after the commit.
+        #[arg(long)]
+        no_save: bool,
+        /// Print the commands without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the router's running configuration and its digest.
+    Show {
+        /// The agent's configuration file (TOML).
+        #[arg(long, short, default_value = "/config/vrouter-agent/agent.toml")]
+        config: PathBuf,
+    },
+}
+
+/// A local apply has no operator to reach: the proof is trivially true, and commit-confirm is off.
+struct Local;
+
+#[async_trait::async_trait]
+impl vrouter_agent::apply::Reachability for Local {
+    async fn prove(&self, _: std::time::Duration) -> bool {
+        true
+    }
+}
+
+fn make_backend(config: &AgentConfig) -> Result<Arc<dyn vrouter_agent::backend::Backend>> {
+    Ok(match config.backend.kind {
+        BackendKind::Sim => Arc::new(SimBackend::open(&config.state_dir, &config.backend.sim)?),
+        BackendKind::Vyos => {
+            let backend = vrouter_agent::backend::vyos::VyosBackend::open(config.backend.vyos.clone())
+                .map_err(|e| anyhow::anyhow!("VyOS backend: {e}"))?;
+            backend.watch();
+            backend
+        }
+    })
 }
 
 #[derive(Args)]
@@ -103,17 +159,65 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Run { config } => {
             let config = AgentConfig::load(&config)?;
-            let backend: Arc<dyn vrouter_agent::backend::Backend> = match config.backend.kind {
-                BackendKind::Sim => Arc::new(SimBackend::open(&config.state_dir, &config.backend.sim)?),
-                BackendKind::Vyos => {
-                    let backend = vrouter_agent::backend::vyos::VyosBackend::open(config.backend.vyos.clone())
-                        .map_err(|e| anyhow::anyhow!("VyOS backend: {e}"))?;
-                    backend.watch();
-                    backend
-                }
-            };
+            let backend = make_backend(&config)?;
             let agent = Agent::new(config, backend)?;
             agent.run(shutdown_on_signal()).await?;
+        }
+        Cmd::Apply { config, file, policy, scope, revision, no_save, dry_run, json } => {
+            use vrouter_proto::v1::{ApplyOutcome, ApplyRequest, ConfigPolicy, Revision};
+            let config = AgentConfig::load(&config)?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let desired = vyos_config::Config::parse(&text).with_context(|| format!("{}", file.display()))?;
+            let policy = match policy.as_str() {
+                "merge" => ConfigPolicy::Merge,
+                "replace" => ConfigPolicy::Replace,
+                other => bail!("--policy must be merge or replace, not {other:?}"),
+            };
+            let digest = vyos_config::digest(&desired.tree).to_string();
+            let id = revision.unwrap_or_else(|| format!("local-{}", &digest[digest.len().saturating_sub(12)..]));
+            let backend = make_backend(&config)?;
+            let agent = Agent::new(config, backend)?;
+            let request = ApplyRequest {
+                request_id: "local".to_owned(),
+                revision: Some(Revision { id, digest }),
+                desired_config: text,
+                policy: policy as i32,
+                managed_scopes: scope,
+                save: !no_save,
+                dry_run,
+                force: true,
+                ..ApplyRequest::default()
+            };
+            let result = agent.applier().apply(request, &|_| {}, &Local).await;
+            let outcome = ApplyOutcome::try_from(result.outcome).unwrap_or(ApplyOutcome::Unspecified);
+            if json {
+                let v = serde_json::json!({
+                    "outcome": outcome.as_str_name(),
+                    "revision": result.revision.as_ref().map(|r| r.id.clone()),
+                    "commands": result.commands,
+                    "output": result.output,
+                    "error": result.error,
+                    "failedPaths": result.failed_paths,
+                    "saved": result.saved,
+                    "runningDigest": result.running_digest,
+                });
+                println!("{v}");
+            } else {
+                for c in &result.commands {
+                    println!("{c}");
+                }
+                eprintln!("{}{}", outcome.as_str_name(), if result.error.is_empty() { String::new() } else { format!(": {}", result.error) });
+            }
+            if !matches!(outcome, ApplyOutcome::Applied | ApplyOutcome::NoChange) {
+                return Err(anyhow::anyhow!("the configuration was not applied ({})", outcome.as_str_name()));
+            }
+        }
+        Cmd::Show { config } => {
+            let config = AgentConfig::load(&config)?;
+            let backend = make_backend(&config)?;
+            let running = backend.running().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            print!("{}", vyos_config::render_config(&running, vyos_config::RenderOptions::default()));
+            println!("// digest: {}", vyos_config::digest(&running));
         }
         Cmd::Simulate(a) => {
             if a.count == 0 {
