@@ -206,7 +206,11 @@ async fn run(cli: Cli) -> Result<()> {
                 for c in &result.commands {
                     println!("{c}");
                 }
-                eprintln!("{}{}", outcome.as_str_name(), if result.error.is_empty() { String::new() } else { format!(": {}", result.error) });
+                eprintln!(
+                    "{}{}",
+                    outcome.as_str_name(),
+                    if result.error.is_empty() { String::new() } else { format!(": {}", result.error) }
+                );
             }
             if !matches!(outcome, ApplyOutcome::Applied | ApplyOutcome::NoChange) {
                 return Err(anyhow::anyhow!("the configuration was not applied ({})", outcome.as_str_name()));

@@ -6,7 +6,12 @@ use std::path::Path;
 use std::process::Command;
 
 fn agent(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vrouter-agent")).args(args).arg("--config").arg(dir.join("agent.toml")).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_vrouter-agent"))
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("agent.toml"))
+        .output()
+        .unwrap()
 }
 
 fn setup() -> tempfile::TempDir {
