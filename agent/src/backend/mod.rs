@@ -138,3 +138,25 @@ pub fn touches(commands: &[Command], prefixes: &[String]) -> Vec<String> {
     }
     hits
 }
+
+/// Interfaces as the configuration declares them (name, addresses, admin state, MTU).
+/// `oper_up` is the operational state to report for interfaces that are not disabled (the
+/// simulator knows it is "up"; the VyOS backend reports "unknown" until it reads the kernel).
+pub fn configured_interfaces(config: &Tree, oper_up: &str) -> Vec<vrouter_proto::v1::InterfaceStatus> {
+    let mut out = Vec::new();
+    let Some(ifaces) = config.get(&["interfaces"]) else { return out };
+    for kind in ifaces.children() {
+        for iface in kind.children() {
+            let disabled = iface.child("disable").is_some();
+            out.push(vrouter_proto::v1::InterfaceStatus {
+                name: iface.name().to_owned(),
+                addresses: iface.child("address").map(|a| a.values().to_vec()).unwrap_or_default(),
+                oper_state: if disabled { "down" } else { oper_up }.to_owned(),
+                admin_up: !disabled,
+                mtu: iface.child("mtu").and_then(|m| m.values().first()).and_then(|v| v.parse().ok()).unwrap_or(1500),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}

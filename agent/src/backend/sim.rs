@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::{broadcast, watch};
 use vrouter_proto::caps;
-use vrouter_proto::v1::{FailureKind, InterfaceStatus, OsInfo, StatusReport};
+use vrouter_proto::v1::{FailureKind, OsInfo, StatusReport};
 use vyos_config::{Command, Config, Schema, Tree, apply_commands, digest};
 
 use super::{Backend, BackendError, BackendEvent, CommitOptions, CommitReport, touches};
@@ -403,27 +403,7 @@ impl Backend for SimBackend {
 
     async fn status(&self) -> Result<StatusReport, BackendError> {
         let active = self.inner.active.lock().await.clone();
-        let mut interfaces = Vec::new();
-        if let Some(ifaces) = active.get(&["interfaces"]) {
-            for kind in ifaces.children() {
-                for iface in kind.children() {
-                    let addresses = iface.child("address").map(|a| a.values().to_vec()).unwrap_or_default();
-                    let disabled = iface.child("disable").is_some();
-                    interfaces.push(InterfaceStatus {
-                        name: iface.name().to_owned(),
-                        addresses,
-                        oper_state: if disabled { "down" } else { "up" }.to_owned(),
-                        admin_up: !disabled,
-                        mtu: iface
-                            .child("mtu")
-                            .and_then(|m| m.values().first())
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(1500),
-                        ..InterfaceStatus::default()
-                    });
-                }
-            }
-        }
+        let interfaces = super::configured_interfaces(&active, "up");
         Ok(StatusReport {
             at: Some(std::time::SystemTime::now().into()),
             os: Some(self.os_info().await),

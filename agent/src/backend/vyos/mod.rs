@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::{broadcast, watch};
 use vrouter_proto::caps;
-use vrouter_proto::v1::{BgpNeighborStatus, FailureKind, InterfaceStatus, OsInfo, StatusReport};
+use vrouter_proto::v1::{BgpNeighborStatus, FailureKind, OsInfo, StatusReport};
 use vyos_config::{Command, Config, Op, Tree, digest};
 
 use super::{Backend, BackendError, BackendEvent, CommitOptions, CommitReport};
@@ -431,26 +431,7 @@ impl Backend for VyosBackend {
 
     async fn status(&self) -> Result<StatusReport, BackendError> {
         let active = self.read_active().await?;
-        let mut interfaces = Vec::new();
-        if let Some(ifaces) = active.get(&["interfaces"]) {
-            for kind in ifaces.children() {
-                for iface in kind.children() {
-                    let disabled = iface.child("disable").is_some();
-                    interfaces.push(InterfaceStatus {
-                        name: iface.name().to_owned(),
-                        addresses: iface.child("address").map(|a| a.values().to_vec()).unwrap_or_default(),
-                        oper_state: if disabled { "down" } else { "unknown" }.to_owned(),
-                        admin_up: !disabled,
-                        mtu: iface
-                            .child("mtu")
-                            .and_then(|m| m.values().first())
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0),
-                        ..InterfaceStatus::default()
-                    });
-                }
-            }
-        }
+        let interfaces = super::configured_interfaces(&active, "unknown");
         let mut bgp_neighbors = Vec::new();
         if self.path(VTYSH).exists()
             && let Ok(out) = self.run(VTYSH, &["-c", "show bgp summary json"], &BTreeMap::new()).await
