@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use vrouter_agent::backend::sim::{SimBackend, SimControl};
 use vrouter_agent::config::{
-    AgentConfig, ApplyConfig, BackendConfig, BackendKind, OperatorConfig, ReconnectConfig, SimConfig,
+    AgentConfig, ApplyConfig, BackendConfig, BackendKind, OperatorConfig, ReconnectConfig, SimConfig, VyosConfig,
 };
 use vrouter_agent::{Agent, Observer};
 use vrouter_operator::hub::{AgentServer, Hub, HubConfig, ServerConfig};
@@ -108,8 +108,8 @@ pub struct TestAgent {
     pub id: RouterId,
     /// What the agent is doing.
     pub observer: Arc<Observer>,
-    /// The simulated router.
-    pub sim: SimControl,
+    /// The simulated router (None with the VyOS backend).
+    pub sim: Option<SimControl>,
     /// The agent's state directory.
     pub dir: PathBuf,
     shutdown: CancellationToken,
@@ -126,6 +126,8 @@ pub struct AgentOptions {
     pub commit_confirm: bool,
     /// Issue a token (false: the state directory already holds credentials).
     pub enroll: bool,
+    /// Use the VyOS backend with these settings (a fake VyOS root) instead of the simulator.
+    pub vyos: Option<VyosConfig>,
 }
 
 impl TestAgent {
@@ -145,7 +147,11 @@ impl TestAgent {
                 token,
                 connect_timeout_secs: 2,
             },
-            backend: BackendConfig { kind: BackendKind::Sim, sim: options.sim, ..BackendConfig::default() },
+            backend: BackendConfig {
+                kind: if options.vyos.is_some() { BackendKind::Vyos } else { BackendKind::Sim },
+                sim: options.sim,
+                vyos: options.vyos.clone().unwrap_or_default(),
+            },
             reconnect: ReconnectConfig { min_delay_ms: 50, max_delay_ms: 500, healthy_after_secs: 2 },
             apply: ApplyConfig {
                 commit_confirm: options.commit_confirm,
@@ -153,9 +159,19 @@ impl TestAgent {
                 ..ApplyConfig::default()
             },
         };
-        let backend = SimBackend::open(dir, &config.backend.sim).unwrap();
-        let sim = backend.control();
-        let agent = Agent::new(config, Arc::new(backend)).unwrap();
+        let (backend, sim): (Arc<dyn vrouter_agent::backend::Backend>, _) = match options.vyos {
+            Some(v) => {
+                let backend = vrouter_agent::backend::vyos::VyosBackend::open(v).unwrap();
+                backend.watch();
+                (backend, None)
+            }
+            None => {
+                let backend = SimBackend::open(dir, &config.backend.sim).unwrap();
+                let control = backend.control();
+                (Arc::new(backend), Some(control))
+            }
+        };
+        let agent = Agent::new(config, backend).unwrap();
         let observer = agent.observer();
         let shutdown = CancellationToken::new();
         let s = shutdown.clone();
@@ -167,6 +183,11 @@ impl TestAgent {
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
+    }
+
+    /// The simulated router's controls (panics for a VyOS-backend agent).
+    pub fn sim(&self) -> &SimControl {
+        self.sim.as_ref().expect("a simulated agent")
     }
 
     /// Whether a session is open.
@@ -182,6 +203,7 @@ pub fn agent_options(op: &TestOperator) -> AgentOptions {
         sim: SimConfig { confirm_minute_ms: Some(200), ..SimConfig::default() },
         commit_confirm: true,
         enroll: true,
+        vyos: None,
     }
 }
 
@@ -287,3 +309,79 @@ async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
         }
     }
 }
+
+/// A fake VyOS root (the `fakevyos` test double) for the VyOS backend.
+pub struct FakeVyos {
+    /// The root directory.
+    pub root: PathBuf,
+    bin: PathBuf,
+}
+
+/// The `fakevyos` binary of this build (built on demand when this test binary was built alone).
+pub fn fakevyos_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> → target/<profile>/fakevyos
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+    let bin = profile_dir.join("fakevyos");
+    if !bin.exists() {
+        let target = profile_dir.parent().unwrap();
+        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-q", "-p", "vrouter-fakevyos", "--bin", "fakevyos"])
+            .env("CARGO_TARGET_DIR", target)
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build fakevyos");
+    }
+    bin
+}
+
+impl FakeVyos {
+    /// Installs a fake root under `dir` for `profile` (sagitta, circinus, rolling, dozenos), boot
+    /// complete.
+    pub fn install(dir: &Path, profile: &str) -> FakeVyos {
+        let bin = fakevyos_bin();
+        let root = dir.join("root");
+        let out = std::process::Command::new(&bin)
+            .arg("install")
+            .arg(&root)
+            .args(["--profile", profile, "--boot-complete"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "fakevyos install: {}", String::from_utf8_lossy(&out.stderr));
+        FakeVyos { root, bin }
+    }
+
+    /// `fakevyos ctl ROOT args…`; returns stdout (panics on failure).
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(&self.bin).arg("ctl").arg(&self.root).args(args).output().unwrap();
+        assert!(out.status.success(), "fakevyos ctl {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `ctl status` as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ctl(&["status"])).unwrap()
+    }
+
+    /// The running configuration, as VyOS shows it.
+    pub fn active(&self) -> vyos_config::Tree {
+        let out = std::process::Command::new(self.root.join("bin/cli-shell-api"))
+            .args(["--show-active-only", "--show-ignore-edit", "showConfig"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        vyos_config::Config::parse_hierarchical(&String::from_utf8_lossy(&out.stdout)).unwrap().tree
+    }
+
+    /// Backend settings for this root (fast polling, events file inside the test directory).
+    pub fn backend(&self) -> VyosConfig {
+        VyosConfig {
+            root: self.root.clone(),
+            events_file: self.root.join("run/vrouter-agent/commit-events"),
+            poll_ms: 100,
+            lock_wait_secs: 10,
+            ..VyosConfig::default()
+        }
+    }
+}
+

@@ -115,11 +115,11 @@ async fn apply_round_trip_and_the_same_revision_twice_commits_once() {
     assert_eq!(ApplyOutcome::try_from(result.outcome).unwrap(), ApplyOutcome::Applied, "{result:?}");
     assert!(result.saved);
     assert!(result.commands.iter().any(|c| c == "set system host-name 'edge-1'"), "{:?}", result.commands);
-    let running = agent.sim.running().await;
+    let running = agent.sim().running().await;
     let desired = vyos_config::Config::parse(DESIRED).unwrap().tree;
     assert_eq!(vyos_config::digest(&running), vyos_config::digest(&desired));
     assert_eq!(result.running_digest, vyos_config::digest(&desired).to_string());
-    assert_eq!(agent.sim.commits(), 1);
+    assert_eq!(agent.sim().commits(), 1);
 
     // The same revision again: acknowledged, not committed (by the hub's record)...
     let again = op.hub.apply(&agent.id, apply_request("rev-1", DESIRED, ConfigPolicy::Replace), SECS).await.unwrap();
@@ -129,7 +129,7 @@ async fn apply_round_trip_and_the_same_revision_twice_commits_once() {
     forced.force = true;
     let forced = op.hub.apply(&agent.id, forced, SECS).await.unwrap();
     assert_eq!(ApplyOutcome::try_from(forced.outcome).unwrap(), ApplyOutcome::NoChange);
-    assert_eq!(agent.sim.commits(), 1);
+    assert_eq!(agent.sim().commits(), 1);
 
     // The running config can be fetched through the operator.
     let rc = op.hub.running_config(&agent.id, SECS).await.unwrap();
@@ -149,7 +149,7 @@ async fn operator_restart_reconnects_without_recommitting() {
     wait_until(SECS, "agent connected", || async { op.hub.session(&agent.id).is_some() }).await;
     let r = op.hub.apply(&agent.id, apply_request("rev-1", DESIRED, ConfigPolicy::Replace), SECS).await.unwrap();
     assert_eq!(ApplyOutcome::try_from(r.outcome).unwrap(), ApplyOutcome::Applied);
-    assert_eq!(agent.sim.commits(), 1);
+    assert_eq!(agent.sim().commits(), 1);
 
     op.stop().await;
     wait_until(SECS, "agent notices", || async { !agent.connected() }).await;
@@ -161,12 +161,12 @@ async fn operator_restart_reconnects_without_recommitting() {
     // Delivering the revision again (what a restarted controller does) commits nothing.
     let r = op.hub.apply(&agent.id, apply_request("rev-1", DESIRED, ConfigPolicy::Replace), SECS).await.unwrap();
     assert_eq!(ApplyOutcome::try_from(r.outcome).unwrap(), ApplyOutcome::NoChange);
-    assert_eq!(agent.sim.commits(), 1);
+    assert_eq!(agent.sim().commits(), 1);
     // A new revision still applies.
     let next = DESIRED.replace("edge-1", "edge-2");
     let r = op.hub.apply(&agent.id, apply_request("rev-2", &next, ConfigPolicy::Replace), SECS).await.unwrap();
     assert_eq!(ApplyOutcome::try_from(r.outcome).unwrap(), ApplyOutcome::Applied);
-    assert_eq!(agent.sim.commits(), 2);
+    assert_eq!(agent.sim().commits(), 2);
     agent.stop().await;
     op.stop().await;
 }
@@ -199,8 +199,8 @@ async fn a_second_stream_for_the_same_router_fences_the_first() {
     // Applies go to the winner only.
     let r = op.hub.apply(&second.id, apply_request("rev-1", DESIRED, ConfigPolicy::Replace), SECS).await.unwrap();
     assert_eq!(ApplyOutcome::try_from(r.outcome).unwrap(), ApplyOutcome::Applied);
-    assert_eq!(second.sim.commits(), 1);
-    assert_eq!(first.sim.commits(), 0);
+    assert_eq!(second.sim().commits(), 1);
+    assert_eq!(first.sim().commits(), 0);
     // The fenced agent backs off (maximum delay) instead of fighting for the session.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(op.hub.session(&second.id).unwrap().epoch, op.hub.session(&first.id).unwrap().epoch);
@@ -337,7 +337,7 @@ async fn a_commit_that_cuts_the_router_off_is_rolled_back_and_not_retried() {
     options.sim.confirm_minute_ms = Some(300);
     let agent = TestAgent::start(&op, "r1", &tmp.path().join("r1"), options).await;
     wait_until(SECS, "connected", || async { agent.connected() }).await;
-    let before = agent.sim.running().await;
+    let before = agent.sim().running().await;
 
     // This revision changes the management interface: the simulated router loses its path to
     // the operator as soon as it commits.
@@ -345,22 +345,22 @@ async fn a_commit_that_cuts_the_router_off_is_rolled_back_and_not_retried() {
     // The session dies with the path, so the operator loses this answer...
     assert!(first.is_err() || first.as_ref().is_ok_and(|r| r.outcome == ApplyOutcome::RolledBack as i32), "{first:?}");
     // ...the agent could not prove reachability, did not confirm, and the timer reverted it.
-    wait_until(SECS, "reverted and reconnected", || async { agent.connected() && agent.sim.network_up() }).await;
-    assert_eq!(vyos_config::digest(&agent.sim.running().await), vyos_config::digest(&before));
-    assert_eq!(agent.sim.commits(), 2, "the commit and its revert");
+    wait_until(SECS, "reverted and reconnected", || async { agent.connected() && agent.sim().network_up() }).await;
+    assert_eq!(vyos_config::digest(&agent.sim().running().await), vyos_config::digest(&before));
+    assert_eq!(agent.sim().commits(), 2, "the commit and its revert");
 
     // Re-delivering the same revision (what a controller does after a lost answer) reports the
     // rollback instead of cutting the router off again.
     let again = op.hub.apply(&agent.id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
     assert_eq!(ApplyOutcome::try_from(again.outcome).unwrap(), ApplyOutcome::RolledBack, "{again:?}");
     assert!(again.error.contains("rolled back"), "{}", again.error);
-    assert_eq!(agent.sim.commits(), 2);
+    assert_eq!(agent.sim().commits(), 2);
 
     // A revision that leaves the management interface alone applies.
     let safe = "system {\n    host-name edge-1\n}\n";
     let r = op.hub.apply(&agent.id, apply_request("rev-safe", safe, ConfigPolicy::Merge), SECS).await.unwrap();
     assert_eq!(ApplyOutcome::try_from(r.outcome).unwrap(), ApplyOutcome::Applied, "{r:?}");
-    assert_eq!(agent.sim.commits(), 3);
+    assert_eq!(agent.sim().commits(), 3);
     agent.stop().await;
     op.stop().await;
 }

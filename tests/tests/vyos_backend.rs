@@ -1,0 +1,177 @@
+//! The agent's VyOS backend against the `fakevyos` test double: a real hub over mTLS, the real
+//! agent with `backend.kind = "vyos"` on a fake VyOS root, and the double's own tools doing the
+//! session, validation, commit, commit-confirm, save and hooks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::Duration;
+
+use vrouter_operator::pki::PkiConfig;
+use vrouter_proto::v1::{ApplyOutcome, ConfigPolicy, FailureKind};
+use vrouter_tests::*;
+
+const SECS: Duration = Duration::from_secs(30);
+
+const DESIRED: &str = "interfaces {\n    ethernet eth1 {\n        address \"10.0.1.1/24\"\n        description \"lan\"\n    }\n}\nsystem {\n    host-name \"edge-1\"\n}\n";
+
+async fn setup(profile: &str, tmp: &std::path::Path) -> (TestOperator, FakeVyos, TestAgent) {
+    let op = TestOperator::start(&tmp.join("op"), fast_hub(), PkiConfig::default(), None).await;
+    let fake = FakeVyos::install(&tmp.join("router"), profile);
+    let mut options = agent_options(&op);
+    options.vyos = Some(fake.backend());
+    let agent = TestAgent::start(&op, "r1", &tmp.join("agent"), options).await;
+    wait_until(SECS, "connected", || async { agent.connected() }).await;
+    (op, fake, agent)
+}
+
+fn outcome(r: &vrouter_proto::v1::ApplyResult) -> ApplyOutcome {
+    ApplyOutcome::try_from(r.outcome).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applies_confirms_and_saves_through_the_config_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (op, fake, agent) = setup("rolling", tmp.path()).await;
+    let archived_before = fake.status()["archive_revisions"].as_u64().unwrap();
+
+    let r = op.hub.apply(&agent.id, apply_request("rev-1", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(outcome(&r), ApplyOutcome::Applied, "{r:?}");
+    assert!(r.commands.contains(&"set interfaces ethernet eth1 address '10.0.1.1/24'".to_owned()), "{r:?}");
+    assert!(r.saved);
+    let active = fake.active();
+    assert_eq!(active.values(&["system", "host-name"]), ["edge-1"]);
+    // Merge left the rest of the router alone.
+    assert!(active.exists(&["service", "ssh"]));
+    let s = fake.status();
+    assert_eq!(s["confirm_pending"], false, "the agent proved reachability and confirmed: {s}");
+    assert_eq!(s["saved"], true);
+    assert!(s["archive_revisions"].as_u64().unwrap() > archived_before, "{s}");
+    assert!(s["sessions"].as_array().unwrap().is_empty(), "session torn down: {s}");
+
+    // The same revision again: no session, no commit.
+    let r = op.hub.apply(&agent.id, apply_request("rev-1", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(outcome(&r), ApplyOutcome::NoChange);
+    agent.stop().await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_vyos_refuses_commits_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (op, fake, agent) = setup("sagitta", tmp.path()).await;
+    let before = vyos_config::digest(&fake.active());
+    let bad = "interfaces {\n    ethernet eth1 {\n        mtu \"99999\"\n    }\n}\nsystem {\n    host-name \"edge-1\"\n}\n";
+    let r = op.hub.apply(&agent.id, apply_request("rev-bad", bad, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(outcome(&r), ApplyOutcome::Failed, "{r:?}");
+    assert_eq!(FailureKind::try_from(r.failure_kind).unwrap(), FailureKind::Validation, "{r:?}");
+    assert!(r.error.contains("mtu"), "VyOS's own text: {}", r.error);
+    assert_eq!(vyos_config::digest(&fake.active()), before, "nothing committed");
+    let s = fake.status();
+    assert!(s["sessions"].as_array().unwrap().is_empty(), "session discarded and torn down: {s}");
+    assert_eq!(s["confirm_pending"], false);
+    agent.stop().await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_for_another_commits_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (op, fake, agent) = setup("circinus", tmp.path()).await;
+    // A human's commit holds the lock for 2 s.
+    let mut holder = std::process::Command::new(fakevyos_bin())
+        .arg("ctl")
+        .arg(&fake.root)
+        .args(["hold-lock", "2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let r = op.hub.apply(&agent.id, apply_request("rev-1", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(outcome(&r), ApplyOutcome::Applied, "{r:?}");
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(fake.active().values(&["system", "host-name"]), ["edge-1"]);
+    agent.stop().await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_commit_is_reported_with_vyos_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (op, fake, agent) = setup("rolling", tmp.path()).await;
+    fake.ctl(&["fail", "interfaces ethernet eth1"]);
+    let r = op.hub.apply(&agent.id, apply_request("rev-1", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(outcome(&r), ApplyOutcome::Partial, "{r:?}");
+    assert!(r.failed_paths.iter().any(|p| p.contains("interfaces ethernet eth1")), "{r:?}");
+    let active = fake.active();
+    assert_eq!(active.values(&["system", "host-name"]), ["edge-1"], "the other subtree is committed");
+    assert!(!active.exists(&["interfaces", "ethernet", "eth1"]));
+    agent.stop().await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_commit_is_reported_as_drift() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (op, fake, agent) = setup("rolling", tmp.path()).await;
+    let mut events = op.hub.subscribe();
+    let r = op.hub.apply(&agent.id, apply_request("rev-1", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(outcome(&r), ApplyOutcome::Applied, "{r:?}");
+    fake.ctl(&["manual-commit", "set system host-name 'hand-edited'"]);
+    let drift = tokio::time::timeout(SECS, async {
+        loop {
+            if let Ok(vrouter_operator::hub::HubEvent::Drift { report, .. }) = events.recv().await
+                && report.drifted
+            {
+                return report;
+            }
+        }
+    })
+    .await
+    .expect("a drift report after the manual commit");
+    assert!(drift.paths.iter().any(|p| p.path.contains("system host-name")), "{drift:?}");
+    agent.stop().await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfirmed_commit_on_1_4_reverts_by_reboot_and_is_reported_rolled_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = TestOperator::start(&tmp.path().join("op"), fast_hub(), PkiConfig::default(), None).await;
+    let proxy = Proxy::start(op.addr).await;
+    let fake = FakeVyos::install(&tmp.path().join("router"), "sagitta");
+    // A hook that tells the test when the agent's commit lands.
+    let marker = tmp.path().join("committed");
+    let hook = fake.root.join("config/scripts/commit/post-hooks.d/00-test");
+    std::fs::write(&hook, format!("#!/bin/sh\ntouch '{}'\n", marker.display())).unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&hook).unwrap().permissions(), 0o755);
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut options = agent_options(&op);
+    options.endpoint = proxy.endpoint();
+    options.vyos = Some(fake.backend());
+    let agent = TestAgent::start(&op, "r1", &tmp.path().join("agent"), options).await;
+    wait_until(SECS, "connected", || async { agent.connected() }).await;
+    let saved_before = fake.status()["saved_digest"].clone();
+
+    let hub = op.hub.clone();
+    let id = agent.id.clone();
+    let apply =
+        tokio::spawn(async move { hub.apply(&id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await });
+    // The commit lands; the "new config" cuts the router off: no proof of reachability.
+    wait_until(SECS, "commit", || async { marker.exists() }).await;
+    proxy.blackhole();
+    let _ = apply.await.unwrap();
+    // VyOS 1.4's timer expires: reboot into the saved config (the unconfirmed commit is gone).
+    fake.ctl(&["advance", "600"]);
+    fake.ctl(&["boot-complete"]);
+    assert_eq!(fake.status()["saved_digest"], saved_before);
+    assert!(!fake.active().exists(&["interfaces", "ethernet", "eth1"]), "the reboot reverted the commit");
+    proxy.heal();
+    wait_until(SECS, "reconnected", || async { agent.connected() }).await;
+    // Re-delivering the revision reports the rollback instead of cutting the router off again.
+    let again = op.hub.apply(&agent.id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(outcome(&again), ApplyOutcome::RolledBack, "{again:?}");
+    agent.stop().await;
+    op.stop().await;
+}
