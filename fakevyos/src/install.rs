@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use vyos_config::Config;
+use vyos_config::{Config, Format, Op, Tree, detect_format, parse_commands};
 
 use crate::archive::saved_text;
+use crate::edit;
 use crate::error::{Error, Output, Result, io_at};
 use crate::files;
 use crate::layout::{Root, TOOLS};
@@ -83,6 +84,28 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
     Ok(options)
 }
 
+/// Reads the initial configuration: hierarchical, or `set` commands checked against the schema.
+fn initial_tree(text: &str, schema: &Schema) -> std::result::Result<Tree, String> {
+    let mut tree = match detect_format(text) {
+        Format::Hierarchical => Config::parse_hierarchical(text).map_err(|e| e.vyos_message())?.tree,
+        Format::Commands => {
+            let mut tree = Tree::new();
+            for command in parse_commands(text).map_err(|e| e.to_string())? {
+                let argv: Vec<String> = command.argv().into_iter().map(str::to_owned).collect();
+                let result = match command.op {
+                    Op::Set => edit::set(schema, &mut tree, &argv),
+                    Op::Delete => edit::delete(schema, &mut tree, &argv),
+                    Op::Comment => edit::comment(schema, &mut tree, &argv),
+                };
+                result.map_err(|e| format!("line {}: {}", command.line, e.trim_end()))?;
+            }
+            tree
+        }
+    };
+    session::mark_tags(&mut tree, schema);
+    Ok(tree)
+}
+
 fn link_tool(binary: &Path, target: &Path) -> Result<()> {
     if let Some(parent) = target.parent() {
         files::create_dir(parent)?;
@@ -100,12 +123,8 @@ pub fn install(options: &Options) -> Result<Output> {
         Some(path) => files::read(path)?,
         None => DEFAULT_CONFIG.to_owned(),
     };
-    let mut tree = Config::parse(&text)
-        .map_err(|e| {
-            Error::Usage(format!("{}: {e}", options.config.as_deref().unwrap_or(Path::new("default")).display()))
-        })?
-        .tree;
-    session::mark_tags(&mut tree, &schema);
+    let source = options.config.as_deref().unwrap_or(Path::new("default")).display().to_string();
+    let tree = initial_tree(&text, &schema).map_err(|e| Error::Usage(format!("{source}: {e}")))?;
 
     let binary =
         std::env::current_exe().map_err(|e| Error::Corrupt(format!("cannot locate the fakevyos binary: {e}")))?;
