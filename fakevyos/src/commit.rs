@@ -266,6 +266,7 @@ pub fn my_commit(ctx: &Ctx) -> Result<Output> {
     let latency = {
         let mut locked = state::lock(&ctx.root)?;
         ctx.note_rolling_env(&mut locked)?;
+        state::record_event(&ctx.root, locked.state.clock, "commit-started", &format!("session={}", session.sid))?;
         if !ctx.root.boot_status().exists() {
             state::record_event(&ctx.root, locked.state.clock, "commit-before-boot-complete", "")?;
         }

@@ -128,7 +128,13 @@ impl Profile {
     /// Reads the profile of a fake root.
     pub fn load(root: &Root) -> Result<Profile> {
         let path = root.profile_file();
-        let text = files::read(&path)?;
+        let Some(text) = files::read_optional(&path)? else {
+            return Err(Error::Corrupt(format!(
+                "{} is not a fakevyos root (no {}; run `fakevyos install` first)",
+                root.dir().display(),
+                path.display()
+            )));
+        };
         serde_json::from_str(&text).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))
     }
 

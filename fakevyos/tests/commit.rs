@@ -20,7 +20,15 @@ fn lock_contention_between_two_commits() {
     a.set("system host-name from-a").ok();
     b.set("system time-zone UTC").ok();
     let first = fake.spawn(MY_COMMIT, &[], &a.env);
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait until the first commit holds the lock (it records `commit-started` once it does).
+    let started = |f: &Fake| f.events().iter().any(|e| e.contains(" commit-started session=100"));
+    for _ in 0..200 {
+        if started(&fake) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(started(&fake));
     let second = b.commit();
     assert_eq!(second.code, 1);
     assert_eq!(second.stdout, "Configuration system temporarily locked due to another commit in progress\n");
