@@ -279,7 +279,7 @@ async fn bench_round_trip(iterations: usize) {
             base.push(de);
         }
     }
-    assert_eq!(agent.sim.commits(), 1, "no-change applies must not commit");
+    assert_eq!(agent.sim().commits(), 1, "no-change applies must not commit");
     for v in [&mut a, &mut b, &mut base] {
         v.sort();
     }

@@ -317,22 +317,28 @@ pub struct FakeVyos {
     bin: PathBuf,
 }
 
-/// The `fakevyos` binary of this build (built on demand when this test binary was built alone).
-pub fn fakevyos_bin() -> PathBuf {
+/// A binary of this workspace from the same build as the running test (built on demand when the
+/// test binary was built alone, e.g. `cargo test -p vrouter-tests`).
+pub fn workspace_bin(package: &str, name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> → target/<profile>/fakevyos
+    // target/<profile>/deps/<test> → target/<profile>/<name>
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
-    let bin = profile_dir.join("fakevyos");
+    let bin = profile_dir.join(name);
     if !bin.exists() {
         let target = profile_dir.parent().unwrap();
         let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "-q", "-p", "vrouter-fakevyos", "--bin", "fakevyos"])
+            .args(["build", "-q", "-p", package, "--bin", name])
             .env("CARGO_TARGET_DIR", target)
             .status()
             .unwrap();
-        assert!(status.success(), "cannot build fakevyos");
+        assert!(status.success(), "cannot build {name}");
     }
     bin
+}
+
+/// The `fakevyos` binary.
+pub fn fakevyos_bin() -> PathBuf {
+    workspace_bin("vrouter-fakevyos", "fakevyos")
 }
 
 impl FakeVyos {
@@ -354,7 +360,12 @@ impl FakeVyos {
     /// `fakevyos ctl ROOT args…`; returns stdout (panics on failure).
     pub fn ctl(&self, args: &[&str]) -> String {
         let out = std::process::Command::new(&self.bin).arg("ctl").arg(&self.root).args(args).output().unwrap();
-        assert!(out.status.success(), "fakevyos ctl {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fakevyos ctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -384,4 +395,3 @@ impl FakeVyos {
         }
     }
 }
-

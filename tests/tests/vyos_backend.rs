@@ -60,7 +60,8 @@ async fn a_value_vyos_refuses_commits_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (op, fake, agent) = setup("sagitta", tmp.path()).await;
     let before = vyos_config::digest(&fake.active());
-    let bad = "interfaces {\n    ethernet eth1 {\n        mtu \"99999\"\n    }\n}\nsystem {\n    host-name \"edge-1\"\n}\n";
+    let bad =
+        "interfaces {\n    ethernet eth1 {\n        mtu \"99999\"\n    }\n}\nsystem {\n    host-name \"edge-1\"\n}\n";
     let r = op.hub.apply(&agent.id, apply_request("rev-bad", bad, ConfigPolicy::Merge), SECS).await.unwrap();
     assert_eq!(outcome(&r), ApplyOutcome::Failed, "{r:?}");
     assert_eq!(FailureKind::try_from(r.failure_kind).unwrap(), FailureKind::Validation, "{r:?}");
@@ -141,11 +142,16 @@ async fn unconfirmed_commit_on_1_4_reverts_by_reboot_and_is_reported_rolled_back
     let op = TestOperator::start(&tmp.path().join("op"), fast_hub(), PkiConfig::default(), None).await;
     let proxy = Proxy::start(op.addr).await;
     let fake = FakeVyos::install(&tmp.path().join("router"), "sagitta");
-    // A hook that tells the test when the agent's commit lands.
+    // A hook that tells the test when the agent's commit lands, and holds the commit until the
+    // test has cut the network (so the agent's reachability proof comes after the cut).
     let marker = tmp.path().join("committed");
+    let go = tmp.path().join("go");
     let hook = fake.root.join("config/scripts/commit/post-hooks.d/00-test");
-    std::fs::write(&hook, format!("#!/bin/sh\ntouch '{}'\n", marker.display())).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&hook).unwrap().permissions(), 0o755);
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\ntouch '{}'\nwhile [ ! -f '{}' ]; do sleep 0.05; done\n", marker.display(), go.display()),
+    )
+    .unwrap();
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut options = agent_options(&op);
     options.endpoint = proxy.endpoint();
@@ -160,7 +166,9 @@ async fn unconfirmed_commit_on_1_4_reverts_by_reboot_and_is_reported_rolled_back
         tokio::spawn(async move { hub.apply(&id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await });
     // The commit lands; the "new config" cuts the router off: no proof of reachability.
     wait_until(SECS, "commit", || async { marker.exists() }).await;
+    let epoch = op.hub.session(&agent.id).map(|s| s.epoch).unwrap_or(0);
     proxy.blackhole();
+    std::fs::write(&go, "").unwrap();
     let _ = apply.await.unwrap();
     // VyOS 1.4's timer expires: reboot into the saved config (the unconfirmed commit is gone).
     fake.ctl(&["advance", "600"]);
@@ -168,10 +176,64 @@ async fn unconfirmed_commit_on_1_4_reverts_by_reboot_and_is_reported_rolled_back
     assert_eq!(fake.status()["saved_digest"], saved_before);
     assert!(!fake.active().exists(&["interfaces", "ethernet", "eth1"]), "the reboot reverted the commit");
     proxy.heal();
-    wait_until(SECS, "reconnected", || async { agent.connected() }).await;
+    // A new session (the old one died with the cut).
+    wait_until(SECS, "reconnected", || async {
+        op.hub.session(&agent.id).is_some_and(|s| s.epoch > epoch) && agent.connected()
+    })
+    .await;
     // Re-delivering the revision reports the rollback instead of cutting the router off again.
     let again = op.hub.apply(&agent.id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
     assert_eq!(outcome(&again), ApplyOutcome::RolledBack, "{again:?}");
     agent.stop().await;
     op.stop().await;
+}
+
+#[test]
+fn one_shot_local_apply_and_show_with_the_real_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeVyos::install(&tmp.path().join("router"), "circinus");
+    let backend = fake.backend();
+    let config = tmp.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "identity = \"edge/r1\"\nstate_dir = \"{}\"\n[operator]\nendpoint = \"https://localhost:1\"\nca_file = \"/nonexistent\"\n\
+             [backend]\nkind = \"vyos\"\n[backend.vyos]\nroot = \"{}\"\nevents_file = \"{}\"\n",
+            tmp.path().join("state").display(),
+            backend.root.display(),
+            backend.events_file.display()
+        ),
+    )
+    .unwrap();
+    let desired = tmp.path().join("desired.cmds");
+    std::fs::write(&desired, "set system host-name 'edge-1'\nset interfaces ethernet eth1 address '10.0.1.1/24'\n")
+        .unwrap();
+    let agent = workspace_bin("vrouter-agent", "vrouter-agent");
+    let out = std::process::Command::new(&agent)
+        .args(["apply", "--json", "--config"])
+        .arg(&config)
+        .arg(&desired)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "APPLY_OUTCOME_APPLIED", "{v}");
+    assert_eq!(v["saved"], true);
+    assert_eq!(fake.active().values(&["interfaces", "ethernet", "eth1", "address"]), ["10.0.1.1/24"]);
+    assert_eq!(fake.status()["saved"], true);
+    let out = std::process::Command::new(&agent).args(["show", "--config"]).arg(&config).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("host-name \"edge-1\"") && text.contains("// digest: sha256:"), "{text}");
+    // Boot not complete: refused, nothing touched.
+    std::fs::remove_file(fake.root.join("tmp/vyos-config-status")).unwrap();
+    std::fs::write(&desired, "set system host-name 'edge-2'\n").unwrap();
+    let out =
+        std::process::Command::new(&agent).args(["apply", "--config"]).arg(&config).arg(&desired).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("vyos-config-status"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fake.active().values(&["system", "host-name"]), ["edge-1"]);
 }
