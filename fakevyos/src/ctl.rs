@@ -15,6 +15,7 @@
 //! | `manual-commit 'set …' …` | a human's commit straight to the running config (hooks run) |
 //! | `reboot` | hard reboot: the saved config.boot becomes running |
 //! | `hold-lock SECONDS` | holds the commit lock (prints `locked` once it has it) |
+//! | `set-failures COUNT` | the next COUNT `my_set` calls fail with a bare `Set failed` (VyOS right after a commit) |
 //! | `bgp-state [PEER] STATE` | BGP session state `vtysh` reports (default peer: all) |
 
 use std::io::Write;
@@ -122,6 +123,13 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<Output> {
             let ms = number(rest.first(), "MS")?;
             knob(ctx, |_, locked| {
                 locked.state.latency_ms = ms;
+                Ok(())
+            })
+        }
+        "set-failures" => {
+            let n = number(rest.first(), "COUNT")?;
+            knob(ctx, |_, locked| {
+                locked.state.transient_set_failures = u32::try_from(n).unwrap_or(u32::MAX);
                 Ok(())
             })
         }

@@ -121,6 +121,11 @@ pub fn run(ctx: &Ctx, op: Op, words: &[String]) -> Result<Output> {
     let schema = ctx.schema()?;
     let mut locked = state::lock(&ctx.root)?;
     ctx.note_rolling_env(&mut locked)?;
+    if op == Op::Set && locked.state.transient_set_failures > 0 {
+        locked.state.transient_set_failures -= 1;
+        locked.save()?;
+        return Ok(Output::fail("Set failed\n"));
+    }
     locked.save()?;
     let mut working = session.load(&ctx.root, &schema)?;
     let result = match op {

@@ -89,6 +89,10 @@ pub struct State {
     pub bgp_state: BTreeMap<String, String>,
     /// Missing-environment warnings already recorded (`tool:VARIABLE`).
     pub env_warnings: BTreeSet<String>,
+    /// The next this many `my_set` calls fail with a bare `Set failed`, as VyOS does briefly
+    /// right after a commit while the lock is still held (vyos.md §9.1, T9218).
+    #[serde(default)]
+    pub transient_set_failures: u32,
 }
 
 impl State {
@@ -104,6 +108,7 @@ impl State {
             boot_complete_at: None,
             bgp_state: BTreeMap::new(),
             env_warnings: BTreeSet::new(),
+            transient_set_failures: 0,
         }
     }
 }

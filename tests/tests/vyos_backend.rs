@@ -98,6 +98,23 @@ async fn waits_for_another_commits_lock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_set_failed_is_retried_and_a_persistent_one_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (op, fake, agent) = setup("rolling", tmp.path()).await;
+    fake.ctl(&["set-failures", "2"]);
+    let r = op.hub.apply(&agent.id, apply_request("rev-1", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(outcome(&r), ApplyOutcome::Applied, "{r:?}");
+    fake.ctl(&["set-failures", "10"]);
+    let other = "system {\n    host-name \"edge-2\"\n}\n";
+    let r = op.hub.apply(&agent.id, apply_request("rev-2", other, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(outcome(&r), ApplyOutcome::Failed, "{r:?}");
+    assert!(r.error.contains("Set failed"), "{}", r.error);
+    assert_eq!(fake.active().values(&["system", "host-name"]), ["edge-1"]);
+    agent.stop().await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_commit_is_reported_with_vyos_text() {
     let tmp = tempfile::tempdir().unwrap();
     let (op, fake, agent) = setup("rolling", tmp.path()).await;

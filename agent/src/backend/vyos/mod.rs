@@ -10,6 +10,7 @@
 
 mod output;
 mod platform;
+mod sysfs;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,8 @@ const BOOT_STATUS: &str = "tmp/vyos-config-status";
 const SAVED_CONFIG: &str = "config/config.boot";
 const HOOK_DIR: &str = "config/scripts/commit/post-hooks.d";
 const HOOK_NAME: &str = "99-vrouter-agent";
+/// Retries of an edit VyOS refused with a bare `Set failed`.
+const SET_RETRIES: usize = 3;
 
 /// The environment `ConfigSession` adds (`inject_vyos_env`, vyos.md §3.1).
 const VYOS_ENV: &[(&str, &str)] = &[
@@ -295,7 +298,18 @@ impl VyosBackend {
                 Op::Delete => MY_DELETE,
                 Op::Comment => MY_COMMENT,
             };
-            let out = self.run(tool, &cmd.argv(), env).await?;
+            let mut out = self.run(tool, &cmd.argv(), env).await?;
+            // Right after a commit VyOS may refuse edits with a bare "Set failed" while the lock
+            // is still held (vyos.md §9.1): wait for the lock and try again, a few times.
+            for _ in 0..SET_RETRIES {
+                if out.ok || out.text.trim() != "Set failed" {
+                    break;
+                }
+                tracing::debug!(command = %cmd, "transient \"Set failed\"; retrying");
+                self.wait_for_commit_lock().await?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                out = self.run(tool, &cmd.argv(), env).await?;
+            }
             if !out.ok {
                 return Err(BackendError::new(FailureKind::Validation, format!("{cmd}: {}", out.text.trim())));
             }
@@ -431,7 +445,11 @@ impl Backend for VyosBackend {
 
     async fn status(&self) -> Result<StatusReport, BackendError> {
         let active = self.read_active().await?;
-        let interfaces = super::configured_interfaces(&active, "unknown");
+        let mut interfaces = super::configured_interfaces(&active, "unknown");
+        let sys = self.path("sys/class/net");
+        for i in &mut interfaces {
+            sysfs::fill(&sys, i);
+        }
         let mut bgp_neighbors = Vec::new();
         if self.path(VTYSH).exists()
             && let Ok(out) = self.run(VTYSH, &["-c", "show bgp summary json"], &BTreeMap::new()).await
