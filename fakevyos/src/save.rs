@@ -71,6 +71,12 @@ pub fn save(ctx: &Ctx, args: &[String]) -> Result<Output> {
     Ok(Output::ok(""))
 }
 
+/// The caller's session and the file it names (loadFile and the load/merge scripts).
+fn session_and_file(ctx: &Ctx, file: &str) -> std::result::Result<(session::Session, String), Output> {
+    let session = session::require(ctx, "loadFile")?;
+    Ok((session, read_user_file(ctx, file)?))
+}
+
 fn read_user_file(ctx: &Ctx, name: &str) -> std::result::Result<String, Output> {
     let path = ctx.root.resolve_user_path(name);
     std::fs::read_to_string(&path).map_err(|e| Output::fail(format!("Cannot open configuration file {name}: {e}\n")))
@@ -91,12 +97,8 @@ fn replace_working(ctx: &Ctx, session: &session::Session, mut tree: Tree) -> Res
 
 /// `cli-shell-api loadFile FILE`: the file replaces the working configuration (no migration).
 pub fn load_file(ctx: &Ctx, file: &str) -> Result<Output> {
-    let session = match session::require(ctx, "loadFile") {
-        Ok(session) => session,
-        Err(out) => return Ok(out),
-    };
-    let text = match read_user_file(ctx, file) {
-        Ok(text) => text,
+    let (session, text) = match session_and_file(ctx, file) {
+        Ok(found) => found,
         Err(out) => return Ok(out),
     };
     let config = match Config::parse_hierarchical(&text) {
@@ -114,12 +116,8 @@ pub fn load_config(ctx: &Ctx, args: &[String]) -> Result<Output> {
     let [file] = args else {
         return Ok(Output { code: 2, stderr: "usage: vyos-load-config.py file\n".into(), ..Output::default() });
     };
-    let session = match session::require(ctx, "loadFile") {
-        Ok(session) => session,
-        Err(out) => return Ok(out),
-    };
-    let text = match read_user_file(ctx, file) {
-        Ok(text) => text,
+    let (session, text) = match session_and_file(ctx, file) {
+        Ok(found) => found,
         Err(out) => return Ok(out),
     };
     let locked = state::lock(&ctx.root)?;
@@ -163,12 +161,8 @@ pub fn merge_config(ctx: &Ctx, args: &[String]) -> Result<Output> {
             ..Output::default()
         });
     }
-    let session = match session::require(ctx, "loadFile") {
-        Ok(session) => session,
-        Err(out) => return Ok(out),
-    };
-    let text = match read_user_file(ctx, file) {
-        Ok(text) => text,
+    let (session, text) = match session_and_file(ctx, file) {
+        Ok(found) => found,
         Err(out) => return Ok(out),
     };
     let locked = state::lock(&ctx.root)?;
