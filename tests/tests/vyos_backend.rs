@@ -205,6 +205,58 @@ async fn unconfirmed_commit_on_1_4_reverts_by_reboot_and_is_reported_rolled_back
     op.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfirmed_commit_on_rolling_with_reload_action_is_reverted_softly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = TestOperator::start(&tmp.path().join("op"), fast_hub(), PkiConfig::default(), None).await;
+    let proxy = Proxy::start(op.addr).await;
+    let fake = FakeVyos::install(&tmp.path().join("router"), "dozenos");
+    fake.ctl(&["manual-commit", "set system config-management commit-confirm action 'reload'"]);
+    let marker = tmp.path().join("committed");
+    let go = tmp.path().join("go");
+    let hook = fake.root.join("config/scripts/commit/post-hooks.d/00-test");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\n[ \"$COMMIT_VIA\" = vrouter-agent ] || exit 0\ntouch '{}'\nwhile [ ! -f '{}' ]; do sleep 0.05; done\n",
+            marker.display(),
+            go.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut options = agent_options(&op);
+    options.endpoint = proxy.endpoint();
+    options.vyos = Some(fake.backend());
+    let agent = TestAgent::start(&op, "r1", &tmp.path().join("agent"), options).await;
+    wait_until(SECS, "connected", || async { agent.connected() }).await;
+    let boot_before = fake.status()["boot_id"].clone();
+
+    let hub = op.hub.clone();
+    let id = agent.id.clone();
+    let apply =
+        tokio::spawn(async move { hub.apply(&id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await });
+    wait_until(SECS, "commit", || async { marker.exists() }).await;
+    let epoch = op.hub.session(&agent.id).map(|s| s.epoch).unwrap_or(0);
+    proxy.blackhole();
+    std::fs::write(&go, "").unwrap();
+    let _ = apply.await.unwrap();
+    // The timer expires: a reload (no reboot) puts the last confirmed configuration back.
+    fake.ctl(&["advance", "600"]);
+    assert_eq!(fake.status()["boot_id"], boot_before, "reload, not reboot");
+    assert!(!fake.active().exists(&["interfaces", "ethernet", "eth1"]), "the reload reverted the commit");
+    proxy.heal();
+    wait_until(SECS, "reconnected", || async {
+        op.hub.session(&agent.id).is_some_and(|s| s.epoch > epoch) && agent.connected()
+    })
+    .await;
+    let again = op.hub.apply(&agent.id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(outcome(&again), ApplyOutcome::RolledBack, "{again:?}");
+    assert!(again.error.contains("reload"), "the agent saw the soft revert: {}", again.error);
+    agent.stop().await;
+    op.stop().await;
+}
+
 #[test]
 fn one_shot_local_apply_and_show_with_the_real_binary() {
     let tmp = tempfile::tempdir().unwrap();

@@ -94,6 +94,9 @@ pub struct VyosBackend {
     serial: tokio::sync::Mutex<()>,
     events: broadcast::Sender<BackendEvent>,
     network: watch::Sender<bool>,
+    /// A commit-confirm timer this agent started is running (a soft revert shows up as someone
+    /// else's commit while it runs).
+    confirm_pending: std::sync::atomic::AtomicBool,
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> BackendError {
@@ -125,7 +128,15 @@ impl VyosBackend {
         os.kernel = read("proc/sys/kernel/osrelease").map(|k| k.trim().to_owned()).unwrap_or_default();
         let (events, _) = broadcast::channel(64);
         let (network, _) = watch::channel(true);
-        let backend = Arc::new(VyosBackend { config, family, os, serial: Default::default(), events, network });
+        let backend = Arc::new(VyosBackend {
+            config,
+            family,
+            os,
+            serial: Default::default(),
+            events,
+            network,
+            confirm_pending: Default::default(),
+        });
         backend.install_hook()?;
         Ok(backend)
     }
@@ -187,6 +198,11 @@ impl VyosBackend {
                     for line in new.lines() {
                         let via = line.split_whitespace().nth(1).unwrap_or("other");
                         if via != me.config.commit_via {
+                            // A commit by someone else while our confirm timer runs: VyOS's soft
+                            // revert (reload) committing the last confirmed revision back.
+                            if me.confirm_pending.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                                let _ = me.events.send(BackendEvent::Reverted { how: "reload".to_owned() });
+                            }
                             let _ = me.events.send(BackendEvent::Committed { source: via.to_owned() });
                         }
                     }
@@ -194,6 +210,7 @@ impl VyosBackend {
                 let now = std::fs::read_to_string(&boot_path).unwrap_or_default();
                 if now != boot && !now.is_empty() {
                     boot = now;
+                    me.confirm_pending.store(false, std::sync::atomic::Ordering::SeqCst);
                     let _ = me.events.send(BackendEvent::Reverted { how: "reboot".to_owned() });
                 }
             }
@@ -396,6 +413,7 @@ impl Backend for VyosBackend {
                 return Ok(CommitReport::Failed { kind, output: out.text });
             }
             commit_env.insert("IN_COMMIT_CONFIRM".to_owned(), "t".to_owned());
+            self.confirm_pending.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         // Right after another commit, VyOS may still hold the lock briefly (vyos.md §9.1).
         self.wait_for_commit_lock().await?;
@@ -420,6 +438,7 @@ impl Backend for VyosBackend {
     async fn confirm(&self) -> Result<(), BackendError> {
         let out = self.run(CONFIG_MGMT, &["confirm"], &BTreeMap::new()).await?;
         if out.ok {
+            self.confirm_pending.store(false, std::sync::atomic::Ordering::SeqCst);
             Ok(())
         } else {
             Err(BackendError::new(FailureKind::Commit, format!("config-mgmt confirm: {}", out.text.trim())))
