@@ -51,24 +51,20 @@ pub struct Desired {
 }
 
 impl Desired {
-    fn substituted(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for (placeholder, value) in &self.secrets {
-            out = out.replace(placeholder.as_str(), value);
-        }
-        out
+    /// `text` with the secret values in place of their placeholders. A placeholder this revision
+    /// has no value for stays as it is: an earlier applied config may name a Secret that is gone.
+    /// Values are checked when the revision is derived, so an error here means a value that
+    /// cannot be delivered.
+    pub fn substituted(&self, text: &str) -> Result<String, crate::render::SubstituteError> {
+        crate::render::substitute(text, |r| {
+            let placeholder = r.placeholder();
+            Some(self.secrets.get(&placeholder).cloned().unwrap_or(placeholder))
+        })
     }
 
     /// Replaces secret values in text from the router (output, errors) with their placeholders.
     pub fn redact(&self, text: &str) -> String {
-        let mut pairs: Vec<(&String, &String)> = self.secrets.iter().filter(|(_, v)| v.len() >= 4).collect();
-        // Longest first, so a value containing another is replaced whole.
-        pairs.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
-        let mut out = text.to_owned();
-        for (placeholder, value) in pairs {
-            out = out.replace(value.as_str(), placeholder);
-        }
-        out
+        crate::render::Redactor::replacing(self.secrets.iter().map(|(p, v)| (v.clone(), p.clone()))).redact(text)
     }
 }
 
@@ -430,15 +426,26 @@ impl WorkerRun {
                 return Err(Some(self.engine.config.retry_min));
             }
         };
+        let substituted = d.substituted(&d.config).and_then(|desired| {
+            let previous = previous.as_ref().map(|p| d.substituted(&p.config)).transpose()?;
+            Ok((desired, previous))
+        });
+        let (desired_config, previous_config) = match substituted {
+            Ok(pair) => pair,
+            Err(e) => {
+                self.emit(&d.revision, Phase::Failed, e.to_string(), None);
+                return Ok(false);
+            }
+        };
         let request = ApplyRequest {
             revision: Some(Revision { id: d.revision.clone(), digest: d.digest.clone() }),
-            desired_config: d.substituted(&d.config),
+            desired_config,
             policy: match d.policy {
                 ConfigPolicy::Merge => WirePolicy::Merge,
                 ConfigPolicy::Replace => WirePolicy::Replace,
             } as i32,
             managed_scopes: d.managed_scopes.clone(),
-            previous_config: previous.as_ref().map(|p| d.substituted(&p.config)).unwrap_or_default(),
+            previous_config: previous_config.unwrap_or_default(),
             previous_revision: previous.as_ref().map(|p| Revision { id: p.revision.clone(), digest: String::new() }),
             save: d.save,
             commit_confirm: Some(CommitConfirm {

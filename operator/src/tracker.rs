@@ -18,7 +18,7 @@ use crate::crd::{
 };
 use crate::delivery::{DeliveryEvent, Desired, Phase};
 use crate::hub::HubEvent;
-use crate::render::placeholders;
+use crate::render::{placeholders, substitute};
 use crate::time::to_k8s;
 
 /// (namespace, name).
@@ -245,6 +245,12 @@ impl Tracker {
         if !missing.is_empty() {
             let blame = parts.iter().map(|p| p.name.to_owned()).collect();
             return Err((blame, format!("Secret values not found: {}", missing.join(", "))));
+        }
+        // A value that cannot stand in a VyOS configuration value blocks the router here, not at
+        // delivery.
+        if let Err(e) = substitute(&config, |r| secrets.get(&r.placeholder()).cloned()) {
+            let blame = parts.iter().map(|p| p.name.to_owned()).collect();
+            return Err((blame, e.to_string()));
         }
         let mut h = Sha256::new();
         h.update(&self.secret_key);
@@ -575,6 +581,17 @@ mod tests {
         let other = Secrets::from([("s".to_owned(), BTreeMap::from([("pw".to_owned(), "changed!".to_owned())]))]);
         let d2 = t.target(&target(ConfigPolicy::Merge), &[&c], &other, now()).unwrap().unwrap();
         assert_ne!(d.revision, d2.revision);
+    }
+
+    #[test]
+    fn a_secret_value_vyos_cannot_hold_blocks_the_router() {
+        let mut t = Tracker::new(vec![1; 32]);
+        let c = config("a", 0, "set system login user u authentication plaintext-password '@@vrouter-secret:s/pw@@'");
+        let secrets = Secrets::from([("s".to_owned(), BTreeMap::from([("pw".to_owned(), "it's".to_owned())]))]);
+        assert!(t.target(&target(ConfigPolicy::Merge), &[&c], &secrets, now()).is_none());
+        let s = t.config_status("n", "a").unwrap();
+        assert_eq!(s.phase, ConfigPhase::Failed);
+        assert!(s.message.as_deref().unwrap().contains("single quote"), "{s:?}");
     }
 
     #[test]

@@ -252,6 +252,11 @@ impl Redactor {
         Redactor::build(values.into_iter().map(|(secret, v)| (v, format!("<redacted:{secret}>"))))
     }
 
+    /// A redactor that replaces each value with the given text (e.g. the secret's placeholder).
+    pub fn replacing(values: impl IntoIterator<Item = (String, String)>) -> Redactor {
+        Redactor::build(values.into_iter())
+    }
+
     fn build(entries: impl Iterator<Item = (String, String)>) -> Redactor {
         let mut entries: Vec<(String, String)> =
             entries.filter(|(value, _)| value.chars().count() >= MIN_REDACTED_LEN).collect();

@@ -130,7 +130,7 @@ pub fn diff(dir: &Path, state: &Path) -> Result<String, StandaloneError> {
         let record = std::fs::read(delivery::DirStore::file(&state.join("applied"), id))
             .ok()
             .and_then(|b| serde_json::from_slice::<delivery::AppliedRecord>(&b).ok());
-        let substitute = |t: &str| d.secrets.iter().fold(t.to_owned(), |acc, (p, v)| acc.replace(p.as_str(), v));
+        let substitute = |t: &str| d.substituted(t).map_err(|e| StandaloneError::Setup(format!("{id}: {e}")));
         let parse = |t: &str, what: &str| {
             Config::parse(t).map(|c| c.tree).map_err(|e| StandaloneError::Setup(format!("{id}: {what}: {e}")))
         };
@@ -138,15 +138,15 @@ pub fn diff(dir: &Path, state: &Path) -> Result<String, StandaloneError> {
             Ok(t) => (parse(&t, "simulated running config")?, "the simulated router's running config".to_owned()),
             Err(_) => match &record {
                 Some(r) => (
-                    parse(&substitute(&r.config), "last delivered config")?,
+                    parse(&substitute(&r.config)?, "last delivered config")?,
                     format!("revision {} as last delivered", r.revision),
                 ),
                 None => (Tree::new(), "an empty configuration (nothing known)".to_owned()),
             },
         };
-        let desired_tree = parse(&substitute(&d.config), "desired config")?;
+        let desired_tree = parse(&substitute(&d.config)?, "desired config")?;
         let previous = match &record {
-            Some(r) => Some(parse(&substitute(&r.config), "last delivered config")?),
+            Some(r) => Some(parse(&substitute(&r.config)?, "last delivered config")?),
             None => None,
         };
         let deletions: Vec<vyos_config::Command> =
