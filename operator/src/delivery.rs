@@ -134,11 +134,14 @@ impl AppliedStore for DirStore {
         }
     }
     async fn save(&self, id: &RouterId, record: &AppliedRecord) -> Result<(), String> {
+        // Durable (fsync), as the PKI's files: Merge removals depend on this record.
         let path = self.path(id);
-        let tmp = path.with_extension("tmp");
         let data = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
-        tokio::fs::write(&tmp, data).await.map_err(|e| format!("{}: {e}", tmp.display()))?;
-        tokio::fs::rename(&tmp, &path).await.map_err(|e| format!("{}: {e}", path.display()))
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || crate::pki::store::write_atomic(&p, &data, 0o600))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 }
 

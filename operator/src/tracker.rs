@@ -32,6 +32,12 @@ pub fn key(ns: &str, name: &str) -> Key {
     (ns.to_owned(), name.to_owned())
 }
 
+/// The configs a revision carries: (name, generation).
+type Parts = Vec<(String, i64)>;
+
+/// Revisions remembered per router (a delivery answers for one of the last few).
+const REVISIONS_KEPT: usize = 8;
+
 /// Router and config status, as far as this process knows.
 #[derive(Default)]
 pub struct Tracker {
@@ -41,8 +47,9 @@ pub struct Tracker {
     configs: BTreeMap<Key, VRouterConfigStatus>,
     /// Target statuses.
     targets: BTreeMap<Key, VRouterTargetStatus>,
-    /// Per router: revision → the configs (name, generation) it carries.
-    revisions: BTreeMap<Key, BTreeMap<String, Vec<(String, i64)>>>,
+    /// Per router: the last few revisions (oldest first) and the configs (name, generation) each
+    /// carries — enough for the events of deliveries still in flight, without growing forever.
+    revisions: BTreeMap<Key, Vec<(String, Parts)>>,
 }
 
 impl Tracker {
@@ -170,7 +177,12 @@ impl Tracker {
             Ok(Some((desired, parts, overlaps))) => {
                 status.desired_revision = Some(desired.revision.clone());
                 status.desired_digest = Some(desired.digest.clone());
-                self.revisions.entry(tkey.clone()).or_default().insert(desired.revision.clone(), parts);
+                let known = self.revisions.entry(tkey.clone()).or_default();
+                known.retain(|(r, _)| *r != desired.revision);
+                known.push((desired.revision.clone(), parts));
+                if known.len() > REVISIONS_KEPT {
+                    known.remove(0);
+                }
                 for n in &names {
                     let s = self.configs.entry(key(ns_name, n)).or_default();
                     let ov = overlaps.get(n).cloned().unwrap_or_default();
@@ -309,7 +321,12 @@ impl Tracker {
             });
         }
         let current = status.desired_revision.as_deref() == Some(ev.revision.as_str());
-        let parts = self.revisions.get(&tkey).and_then(|r| r.get(&ev.revision)).cloned().unwrap_or_default();
+        let parts = self
+            .revisions
+            .get(&tkey)
+            .and_then(|known| known.iter().find(|(r, _)| *r == ev.revision))
+            .map(|(_, parts)| parts.clone())
+            .unwrap_or_default();
         match ev.phase {
             Phase::Applied => {
                 status.applied_revision = Some(ev.revision.clone());

@@ -346,6 +346,8 @@ fn write_status(world: &World, path: &Path) {
     }
 }
 
+/// Replaces a status file in one step. No fsync (unlike `pki::store::write_atomic`): status is
+/// rewritten from memory on the next change, and it is written on every change.
 fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
