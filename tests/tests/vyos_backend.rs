@@ -153,108 +153,107 @@ async fn a_manual_commit_is_reported_as_drift() {
     op.stop().await;
 }
 
+/// An agent behind a proxy whose commit of `rev-cut` lands on the fake router, after which the
+/// network is cut before the agent can prove reachability: a post-commit hook holds the agent's
+/// commit until the cut is made. The confirm timer is still running when this returns.
+struct CutAfterCommit {
+    op: TestOperator,
+    proxy: Proxy,
+    fake: FakeVyos,
+    agent: TestAgent,
+    /// The router's `ctl status` before the commit.
+    before: serde_json::Value,
+    /// The session epoch before the cut.
+    epoch: u64,
+}
+
+impl CutAfterCommit {
+    async fn start(tmp: &std::path::Path, profile: &str, prepare: &[&str]) -> CutAfterCommit {
+        let op = TestOperator::start(&tmp.join("op"), fast_hub(), PkiConfig::default(), None).await;
+        let proxy = Proxy::start(op.addr).await;
+        let fake = FakeVyos::install(&tmp.join("router"), profile);
+        if !prepare.is_empty() {
+            fake.ctl(prepare);
+        }
+        let marker = tmp.join("committed");
+        let go = tmp.join("go");
+        let hook = fake.root.join("config/scripts/commit/post-hooks.d/00-test");
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\n[ \"$COMMIT_VIA\" = vrouter-agent ] || exit 0\ntouch '{}'\nwhile [ ! -f '{}' ]; do sleep 0.05; done\n",
+                marker.display(),
+                go.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let mut options = agent_options(&op);
+        options.endpoint = proxy.endpoint();
+        options.vyos = Some(fake.backend());
+        let agent = TestAgent::start(&op, "r1", &tmp.join("agent"), options).await;
+        wait_until(SECS, "connected", || async { agent.connected() }).await;
+        let before = fake.status();
+
+        let hub = op.hub.clone();
+        let id = agent.id.clone();
+        let apply =
+            tokio::spawn(
+                async move { hub.apply(&id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await },
+            );
+        wait_until(SECS, "commit", || async { marker.exists() }).await;
+        let epoch = op.hub.session(&agent.id).map(|s| s.epoch).unwrap_or(0);
+        proxy.blackhole();
+        std::fs::write(&go, "").unwrap();
+        let _ = apply.await.unwrap();
+        CutAfterCommit { op, proxy, fake, agent, before, epoch }
+    }
+
+    /// Heals the network, waits for a new session, and re-delivers `rev-cut`.
+    async fn heal_and_redeliver(&self) -> vrouter_proto::v1::ApplyResult {
+        self.proxy.heal();
+        // A new session (the old one died with the cut).
+        wait_until(SECS, "reconnected", || async {
+            self.op.hub.session(&self.agent.id).is_some_and(|s| s.epoch > self.epoch) && self.agent.connected()
+        })
+        .await;
+        self.op.hub.apply(&self.agent.id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap()
+    }
+
+    async fn stop(self) {
+        self.agent.stop().await;
+        self.op.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unconfirmed_commit_on_1_4_reverts_by_reboot_and_is_reported_rolled_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let op = TestOperator::start(&tmp.path().join("op"), fast_hub(), PkiConfig::default(), None).await;
-    let proxy = Proxy::start(op.addr).await;
-    let fake = FakeVyos::install(&tmp.path().join("router"), "sagitta");
-    // A hook that tells the test when the agent's commit lands, and holds the commit until the
-    // test has cut the network (so the agent's reachability proof comes after the cut).
-    let marker = tmp.path().join("committed");
-    let go = tmp.path().join("go");
-    let hook = fake.root.join("config/scripts/commit/post-hooks.d/00-test");
-    std::fs::write(
-        &hook,
-        format!("#!/bin/sh\ntouch '{}'\nwhile [ ! -f '{}' ]; do sleep 0.05; done\n", marker.display(), go.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let mut options = agent_options(&op);
-    options.endpoint = proxy.endpoint();
-    options.vyos = Some(fake.backend());
-    let agent = TestAgent::start(&op, "r1", &tmp.path().join("agent"), options).await;
-    wait_until(SECS, "connected", || async { agent.connected() }).await;
-    let saved_before = fake.status()["saved_digest"].clone();
-
-    let hub = op.hub.clone();
-    let id = agent.id.clone();
-    let apply =
-        tokio::spawn(async move { hub.apply(&id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await });
-    // The commit lands; the "new config" cuts the router off: no proof of reachability.
-    wait_until(SECS, "commit", || async { marker.exists() }).await;
-    let epoch = op.hub.session(&agent.id).map(|s| s.epoch).unwrap_or(0);
-    proxy.blackhole();
-    std::fs::write(&go, "").unwrap();
-    let _ = apply.await.unwrap();
+    let cut = CutAfterCommit::start(tmp.path(), "sagitta", &[]).await;
     // VyOS 1.4's timer expires: reboot into the saved config (the unconfirmed commit is gone).
-    fake.ctl(&["advance", "600"]);
-    fake.ctl(&["boot-complete"]);
-    assert_eq!(fake.status()["saved_digest"], saved_before);
-    assert!(!fake.active().exists(&["interfaces", "ethernet", "eth1"]), "the reboot reverted the commit");
-    proxy.heal();
-    // A new session (the old one died with the cut).
-    wait_until(SECS, "reconnected", || async {
-        op.hub.session(&agent.id).is_some_and(|s| s.epoch > epoch) && agent.connected()
-    })
-    .await;
+    cut.fake.ctl(&["advance", "600"]);
+    cut.fake.ctl(&["boot-complete"]);
+    assert_eq!(cut.fake.status()["saved_digest"], cut.before["saved_digest"]);
+    assert!(!cut.fake.active().exists(&["interfaces", "ethernet", "eth1"]), "the reboot reverted the commit");
     // Re-delivering the revision reports the rollback instead of cutting the router off again.
-    let again = op.hub.apply(&agent.id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
+    let again = cut.heal_and_redeliver().await;
     assert_eq!(outcome(&again), ApplyOutcome::RolledBack, "{again:?}");
-    agent.stop().await;
-    op.stop().await;
+    cut.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unconfirmed_commit_on_rolling_with_reload_action_is_reverted_softly() {
     let tmp = tempfile::tempdir().unwrap();
-    let op = TestOperator::start(&tmp.path().join("op"), fast_hub(), PkiConfig::default(), None).await;
-    let proxy = Proxy::start(op.addr).await;
-    let fake = FakeVyos::install(&tmp.path().join("router"), "dozenos");
-    fake.ctl(&["manual-commit", "set system config-management commit-confirm action 'reload'"]);
-    let marker = tmp.path().join("committed");
-    let go = tmp.path().join("go");
-    let hook = fake.root.join("config/scripts/commit/post-hooks.d/00-test");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\n[ \"$COMMIT_VIA\" = vrouter-agent ] || exit 0\ntouch '{}'\nwhile [ ! -f '{}' ]; do sleep 0.05; done\n",
-            marker.display(),
-            go.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let mut options = agent_options(&op);
-    options.endpoint = proxy.endpoint();
-    options.vyos = Some(fake.backend());
-    let agent = TestAgent::start(&op, "r1", &tmp.path().join("agent"), options).await;
-    wait_until(SECS, "connected", || async { agent.connected() }).await;
-    let boot_before = fake.status()["boot_id"].clone();
-
-    let hub = op.hub.clone();
-    let id = agent.id.clone();
-    let apply =
-        tokio::spawn(async move { hub.apply(&id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await });
-    wait_until(SECS, "commit", || async { marker.exists() }).await;
-    let epoch = op.hub.session(&agent.id).map(|s| s.epoch).unwrap_or(0);
-    proxy.blackhole();
-    std::fs::write(&go, "").unwrap();
-    let _ = apply.await.unwrap();
+    let reload = ["manual-commit", "set system config-management commit-confirm action 'reload'"];
+    let cut = CutAfterCommit::start(tmp.path(), "dozenos", &reload).await;
     // The timer expires: a reload (no reboot) puts the last confirmed configuration back.
-    fake.ctl(&["advance", "600"]);
-    assert_eq!(fake.status()["boot_id"], boot_before, "reload, not reboot");
-    assert!(!fake.active().exists(&["interfaces", "ethernet", "eth1"]), "the reload reverted the commit");
-    proxy.heal();
-    wait_until(SECS, "reconnected", || async {
-        op.hub.session(&agent.id).is_some_and(|s| s.epoch > epoch) && agent.connected()
-    })
-    .await;
-    let again = op.hub.apply(&agent.id, apply_request("rev-cut", DESIRED, ConfigPolicy::Merge), SECS).await.unwrap();
+    cut.fake.ctl(&["advance", "600"]);
+    assert_eq!(cut.fake.status()["boot_id"], cut.before["boot_id"], "reload, not reboot");
+    assert!(!cut.fake.active().exists(&["interfaces", "ethernet", "eth1"]), "the reload reverted the commit");
+    let again = cut.heal_and_redeliver().await;
     assert_eq!(outcome(&again), ApplyOutcome::RolledBack, "{again:?}");
     assert!(again.error.contains("reload"), "the agent saw the soft revert: {}", again.error);
-    agent.stop().await;
-    op.stop().await;
+    cut.stop().await;
 }
 
 #[test]
