@@ -68,7 +68,9 @@ pub enum CommitReport {
 /// Something that happened on the router on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendEvent {
-    /// A commit finished (any source: the agent, a human, another tool).
+    /// Someone other than this agent committed (a human, another tool): the agent's own commits
+    /// are not reported, since a drift check during its own apply would compare against the
+    /// revision being replaced.
     Committed {
         /// Who committed, as far as the router knows.
         source: String,

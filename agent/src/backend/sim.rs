@@ -373,7 +373,6 @@ impl Backend for SimBackend {
             tracing::warn!("simulated router: this commit cut the network path to the operator");
             self.inner.net.send_replace(false);
         }
-        let _ = self.inner.events.send(BackendEvent::Committed { source: "agent".to_owned() });
         if partial.is_empty() {
             Ok(CommitReport::Committed { output: String::new() })
         } else {

@@ -229,12 +229,16 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
     let started = tokio::time::Instant::now();
     let mut last_fp = fingerprint(&options.dir);
     let mut last_table = String::new();
-    let mut wake: Option<Duration> = Some(Duration::ZERO);
+    // Reconcile (render, compose, deliver) only when the manifests changed, a delivery finished
+    // or a rollout timer is due; agent events only change status, which is rewritten alone.
+    let mut wake_at: Option<tokio::time::Instant> = None;
     let mut dirty = true;
+    let mut status_dirty = false;
     let status_path = options.state_dir.join("status.yaml");
     let result = loop {
         if dirty {
             dirty = false;
+            status_dirty = true;
             if let Some(s) = sims.as_mut() {
                 s.ensure(&manifests, &pki, &shutdown).await.map_err(setup)?;
             }
@@ -242,7 +246,10 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
             for (id, desired) in out.desired {
                 engine.set_desired(&id, desired);
             }
-            wake = out.wake_after;
+            wake_at = out.wake_after.map(|w| tokio::time::Instant::now() + w);
+        }
+        if status_dirty {
+            status_dirty = false;
             write_status(&world, &status_path);
             let table = world.table();
             if options.table && table != last_table {
@@ -263,20 +270,28 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
             }
             break Ok(());
         }
-        let sleep_for = [Some(options.poll), wake, timeout_left].into_iter().flatten().min().unwrap_or(options.poll);
+        let wake_in = wake_at.map(|w| w.saturating_duration_since(tokio::time::Instant::now()));
+        let sleep_for = [Some(options.poll), wake_in, timeout_left].into_iter().flatten().min().unwrap_or(options.poll);
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             ev = events.recv() => {
-                if let Some(ev) = ev {
+                let Some(ev) = ev else { break Ok(()) };
+                // Take every delivery event already queued: one reconcile for the lot.
+                let mut next = Some(ev);
+                while let Some(ev) = next {
                     tracing::debug!(router = %ev.id, phase = ?ev.phase, message = %ev.message, "delivery");
                     world.on_delivery(&ev);
-                    dirty = true;
+                    next = events.try_recv().ok();
                 }
+                dirty = true;
             }
             ev = hub_events.recv() => {
                 if let Ok(ev) = ev {
                     world.on_hub(&ev);
-                    dirty = true;
+                    while let Ok(ev) = hub_events.try_recv() {
+                        world.on_hub(&ev);
+                    }
+                    status_dirty = true;
                 }
             }
             _ = tokio::time::sleep(sleep_for) => {
@@ -295,8 +310,11 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
                             }
                         }
                     }
+                    dirty = true;
                 }
-                dirty = true;
+                if wake_at.is_some_and(|w| tokio::time::Instant::now() >= w) {
+                    dirty = true;
+                }
             }
         }
     };
