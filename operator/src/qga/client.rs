@@ -1,0 +1,241 @@
+//! [`QgaClient`]: typed guest agent calls over any [`QgaTransport`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::exec::{self, ExecOutput, ExecRequest};
+use super::file::{self, WriteMode};
+use super::info::{self, GuestInfo, OsInfo};
+use super::{QgaError, QgaTransport, UnixSocketTransport};
+
+/// Settings of a [`QgaClient`].
+#[derive(Debug, Clone)]
+pub struct QgaClientConfig {
+    /// How long one agent command may take (each chunk of a file transfer and each
+    /// `guest-exec-status` poll is one command).
+    pub command_timeout: Duration,
+    /// Bytes per `guest-file-write` (48 KiB: 64 KiB of base64, which also fits one command
+    /// line argument for transports that go through `virsh`).
+    pub write_chunk: usize,
+    /// Bytes per `guest-file-read` (the reply is a third larger; keep it well below the
+    /// transport's message limit).
+    pub read_chunk: usize,
+    /// The largest file [`QgaClient::read_file`] accepts.
+    pub max_file_size: u64,
+}
+
+impl Default for QgaClientConfig {
+    fn default() -> Self {
+        Self {
+            command_timeout: Duration::from_secs(30),
+            write_chunk: 48 * 1024,
+            read_chunk: 1024 * 1024,
+            max_file_size: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// os-release locations tried when `guest-get-osinfo` is unavailable.
+const OS_RELEASE_PATHS: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
+const OS_RELEASE_MAX: u64 = 64 * 1024;
+
+/// A guest agent client: typed calls on top of a [`QgaTransport`]. Cheap to clone (the transport
+/// is shared); calls from several tasks are serialised by the transport.
+#[derive(Clone)]
+pub struct QgaClient {
+    transport: Arc<dyn QgaTransport>,
+    config: QgaClientConfig,
+}
+
+impl std::fmt::Debug for QgaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QgaClient").field("target", &self.transport.target()).field("config", &self.config).finish()
+    }
+}
+
+impl QgaClient {
+    /// A client with default settings.
+    pub fn new(transport: impl QgaTransport + 'static) -> Self {
+        Self::with_config(Arc::new(transport), QgaClientConfig::default())
+    }
+
+    /// A client with these settings.
+    pub fn with_config(transport: Arc<dyn QgaTransport>, config: QgaClientConfig) -> Self {
+        Self { transport, config }
+    }
+
+    /// A client for an agent listening on a unix socket, with default settings.
+    pub fn unix_socket(path: impl Into<PathBuf>) -> Self {
+        Self::new(UnixSocketTransport::new(path))
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &Arc<dyn QgaTransport> {
+        &self.transport
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &QgaClientConfig {
+        &self.config
+    }
+
+    /// Executes any command with the configured timeout and returns its `return` value.
+    pub async fn execute(&self, command: &str, arguments: Option<Value>) -> Result<Value, QgaError> {
+        self.transport.execute(command, arguments, self.config.command_timeout).await
+    }
+
+    /// Executes any command with its own timeout.
+    pub async fn execute_with_timeout(
+        &self,
+        command: &str,
+        arguments: Option<Value>,
+        timeout: Duration,
+    ) -> Result<Value, QgaError> {
+        self.transport.execute(command, arguments, timeout).await
+    }
+
+    async fn call<T: DeserializeOwned>(&self, command: &str, arguments: Option<Value>) -> Result<T, QgaError> {
+        let value = self.execute(command, arguments).await?;
+        serde_json::from_value(value).map_err(|e| QgaError::protocol(command, format!("unexpected reply: {e}")))
+    }
+
+    /// `guest-ping`: succeeds when the agent answers.
+    pub async fn ping(&self) -> Result<(), QgaError> {
+        self.execute("guest-ping", None).await.map(drop)
+    }
+
+    /// `guest-info`: the agent's version and commands.
+    pub async fn info(&self) -> Result<GuestInfo, QgaError> {
+        self.call("guest-info", None).await
+    }
+
+    /// `guest-get-osinfo`; when the agent does not know the command or it is disabled, the
+    /// guest's os-release file, read with the file API (see [`OsInfo::source`]).
+    pub async fn os_info(&self) -> Result<OsInfo, QgaError> {
+        match self.call::<OsInfo>("guest-get-osinfo", None).await {
+            Err(QgaError::NotSupported { desc, .. }) => {
+                tracing::debug!(target = %self.transport.target(), %desc, "guest-get-osinfo unavailable, reading os-release");
+                let mut last = None;
+                for path in OS_RELEASE_PATHS {
+                    match self.read_file_limited(path, OS_RELEASE_MAX).await {
+                        Ok(text) => return Ok(OsInfo::from_os_release(&info::parse_os_release(&text))),
+                        Err(e @ QgaError::Agent { .. }) => last = Some(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| QgaError::protocol("guest-get-osinfo", "no os-release file")))
+            }
+            other => other,
+        }
+    }
+
+    /// Reads a whole file from the guest, up to [`QgaClientConfig::max_file_size`] bytes.
+    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, QgaError> {
+        self.read_file_limited(path, self.config.max_file_size).await
+    }
+
+    /// Reads a whole file from the guest, failing with [`QgaError::TooLarge`] (without reading
+    /// further) once it is longer than `max_len` bytes. The handle is always closed.
+    pub async fn read_file_limited(&self, path: &str, max_len: u64) -> Result<Vec<u8>, QgaError> {
+        let handle = self.open(path, "r").await?;
+        let result = self.read_handle(path, handle, max_len).await;
+        self.finish(handle, result).await
+    }
+
+    async fn read_handle(&self, path: &str, handle: i64, max_len: u64) -> Result<Vec<u8>, QgaError> {
+        let chunk = self.config.read_chunk.max(1);
+        let mut data = Vec::new();
+        loop {
+            let room = max_len.saturating_sub(u64::try_from(data.len()).unwrap_or(u64::MAX));
+            // Ask for one byte more than allowed, to tell "exactly max_len" from "longer".
+            let want = usize::try_from(room.saturating_add(1)).unwrap_or(usize::MAX).min(chunk);
+            let reply = self.execute("guest-file-read", Some(file::read_args(handle, want))).await?;
+            let piece = file::parse_read(reply, want)?;
+            data.extend_from_slice(&piece.data);
+            if u64::try_from(data.len()).unwrap_or(u64::MAX) > max_len {
+                return Err(QgaError::TooLarge {
+                    command: "guest-file-read".to_owned(),
+                    what: format!("file {path}"),
+                    limit: max_len,
+                });
+            }
+            if piece.eof {
+                return Ok(data);
+            }
+        }
+    }
+
+    /// Writes `data` to a file in the guest, in chunks of [`QgaClientConfig::write_chunk`] bytes
+    /// (there is no limit on the total size). The handle is always closed, and a failing close
+    /// (which is where delayed write errors show) fails the call.
+    ///
+    /// QGA does not create parent directories and cannot set permissions or owners: see
+    /// [`WriteMode`]. Run `mkdir -p`/`chmod` with [`exec`](Self::exec) when needed.
+    pub async fn write_file(&self, path: &str, data: &[u8], mode: WriteMode) -> Result<(), QgaError> {
+        let handle = self.open(path, mode.as_fopen_mode()).await?;
+        let result = self.write_handle(handle, data).await;
+        self.finish(handle, result).await
+    }
+
+    async fn write_handle(&self, handle: i64, data: &[u8]) -> Result<(), QgaError> {
+        for chunk in data.chunks(self.config.write_chunk.max(1)) {
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let reply = self.execute("guest-file-write", Some(file::write_args(handle, rest))).await?;
+                let written = file::parse_write(&reply, rest.len())?;
+                rest = rest.get(written..).unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+
+    async fn open(&self, path: &str, mode: &str) -> Result<i64, QgaError> {
+        let reply = self.execute("guest-file-open", Some(file::open_args(path, mode))).await?;
+        file::parse_handle(&reply)
+    }
+
+    /// Closes `handle` whatever `result` is: a close failure is returned when `result` is a
+    /// success, and only logged otherwise.
+    async fn finish<T>(&self, handle: i64, result: Result<T, QgaError>) -> Result<T, QgaError> {
+        let closed = self.execute("guest-file-close", Some(file::handle_args(handle))).await;
+        match (result, closed) {
+            (Ok(value), Ok(_)) => Ok(value),
+            (Ok(_), Err(e)) => Err(e),
+            (Err(e), Ok(_)) => Err(e),
+            (Err(e), Err(close)) => {
+                tracing::warn!(target = %self.transport.target(), handle, error = %close, "guest file handle not closed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs a program in the guest (`guest-exec`, never through a shell) and waits for it to
+    /// exit, polling `guest-exec-status`. A program still running at the request's deadline
+    /// gives [`QgaError::ExecDeadline`]; it may go on running in the guest, and the client stays
+    /// usable. A non-zero exit code is not an error: check [`ExecOutput::success`].
+    pub async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, QgaError> {
+        let started = Instant::now();
+        let deadline = started + request.deadline;
+        let reply = self.execute("guest-exec", Some(request.to_arguments())).await?;
+        let pid = exec::parse_pid(&reply)?;
+        let mut delay = None;
+        loop {
+            let status = self.execute("guest-exec-status", Some(exec::status_args(pid))).await?;
+            if let Some(output) = exec::parse_status(pid, status)? {
+                return Ok(output);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(QgaError::ExecDeadline { program: request.program.clone(), pid, after: request.deadline });
+            }
+            let pause = exec::next_poll_delay(delay);
+            delay = Some(pause);
+            tokio::time::sleep(pause.min(deadline - now)).await;
+        }
+    }
+}
