@@ -31,6 +31,7 @@ pub mod exec;
 pub mod file;
 pub mod info;
 pub mod protocol;
+pub mod provider;
 pub mod transport;
 
 pub use client::{QgaClient, QgaClientConfig};
@@ -38,4 +39,5 @@ pub use error::QgaError;
 pub use exec::{ExecOutput, ExecRequest};
 pub use file::WriteMode;
 pub use info::{GuestCommand, GuestInfo, OsInfo, OsInfoSource};
+pub use provider::{LibvirtProvider, VmProvider, VmState};
 pub use transport::{QgaTransport, UnixSocketConfig, UnixSocketTransport};
