@@ -5,6 +5,7 @@
 //! - [`session`]: one stream session (Hello/Welcome, requests, heartbeats, reports).
 //! - [`apply`]: the apply sequence (plan, commit-confirm with reachability proof, save, record).
 //! - [`backend`]: the router's configuration primitives; [`backend::sim`] simulates a router.
+//! - [`install`]: `vrouter-agent install`, used by the operator's guest-agent bootstrap.
 //! - [`creds`], [`state`], [`config`], [`transport`], [`simulate`].
 
 pub mod agent;
@@ -12,6 +13,7 @@ pub mod apply;
 pub mod backend;
 pub mod config;
 pub mod creds;
+pub mod install;
 pub mod session;
 pub mod simulate;
 pub mod slots;

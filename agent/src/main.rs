@@ -62,6 +62,26 @@ enum Cmd {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// The configuration the operator last applied (Merge removals are computed from it;
+        /// default: the agent's own record).
+        #[arg(long, requires = "previous_revision")]
+        previous: Option<PathBuf>,
+        /// The revision id of `--previous`.
+        #[arg(long)]
+        previous_revision: Option<String>,
+        /// Explicit deletions, one `delete …` line per line.
+        #[arg(long)]
+        deletions: Option<PathBuf>,
+    },
+    /// Install and start this binary as the router's agent service (the operator's guest-agent
+    /// bootstrap runs this after copying the binary and writing the configuration).
+    Install {
+        /// The agent's configuration file (TOML).
+        #[arg(long, short, default_value = "/config/vrouter-agent/agent.toml")]
+        config: PathBuf,
+        /// Prefix of the system paths (tests).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
     },
     /// Print the router's running configuration and its digest.
     Show {
@@ -165,7 +185,36 @@ async fn run(cli: Cli) -> Result<()> {
             let agent = Agent::new(config, backend)?;
             agent.run(shutdown_on_signal()).await?;
         }
-        Cmd::Apply { config, file, policy, scope, revision, no_save, dry_run, json } => {
+        Cmd::Install { config, root } => {
+            let binary = std::env::current_exe().context("cannot find this program's path")?;
+            let config = std::path::absolute(&config).with_context(|| format!("{}", config.display()))?;
+            let installed =
+                vrouter_agent::install::install(&vrouter_agent::install::InstallOptions { root, binary, config })?;
+            match installed {
+                vrouter_agent::install::Installed::Systemd { written } => println!(
+                    "started {} ({} unit)",
+                    vrouter_agent::install::UNIT,
+                    if written { "new" } else { "packaged" }
+                ),
+                vrouter_agent::install::Installed::Detached { pid, replaced } => match replaced {
+                    Some(old) => println!("started pid {pid} (replaced pid {old})"),
+                    None => println!("started pid {pid}"),
+                },
+            }
+        }
+        Cmd::Apply {
+            config,
+            file,
+            policy,
+            scope,
+            revision,
+            no_save,
+            dry_run,
+            json,
+            previous,
+            previous_revision,
+            deletions,
+        } => {
             use vrouter_proto::v1::{ApplyOutcome, ApplyRequest, ConfigPolicy, Revision};
             let config = AgentConfig::load(&config)?;
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -177,9 +226,18 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let digest = vyos_config::digest(&desired.tree).to_string();
             let id = revision.unwrap_or_else(|| format!("local-{}", &digest[digest.len().saturating_sub(12)..]));
+            let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()));
+            let previous_config = previous.as_ref().map(read).transpose()?.unwrap_or_default();
+            let deletions: Vec<String> = match &deletions {
+                Some(p) => read(p)?.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect(),
+                None => Vec::new(),
+            };
             let backend = make_backend(&config)?;
             let agent = Agent::new(config, backend)?;
             let request = ApplyRequest {
+                previous_config,
+                previous_revision: previous_revision.map(|id| Revision { id, digest: String::new() }),
+                deletions,
                 request_id: "local".to_owned(),
                 revision: Some(Revision { id, digest }),
                 desired_config: text,

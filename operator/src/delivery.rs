@@ -20,6 +20,10 @@ use vrouter_proto::v1::{ApplyOutcome, ApplyRequest, ApplyResult, CommitConfirm, 
 
 use crate::crd::ConfigPolicy;
 use crate::hub::{DeliveryError, Hub, HubEvent};
+use crate::qga::fallback::{self, FallbackRequest, FallbackResult};
+use crate::qga::guest::{self, GuestProbe};
+use crate::qga::route::{Next, QgaSupport, Situation, decide};
+use crate::qga::{QgaClient, QgaClientConfig};
 
 /// A router's desired revision, ready to deliver.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +52,8 @@ pub struct Desired {
     pub paused: bool,
     /// Re-apply on drift.
     pub correct_drift: bool,
+    /// The guest-agent path (bootstrap and fallback), if the target has one.
+    pub qga: Option<crate::qga::route::QgaRoute>,
 }
 
 impl Desired {
@@ -235,6 +241,7 @@ struct EngineInner {
     workers: Mutex<HashMap<RouterId, Worker>>,
     events: mpsc::UnboundedSender<DeliveryEvent>,
     cancel: CancellationToken,
+    qga: std::sync::OnceLock<QgaSupport>,
 }
 
 impl Engine {
@@ -247,11 +254,25 @@ impl Engine {
     ) -> (Engine, mpsc::UnboundedReceiver<DeliveryEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = Engine {
-            inner: Arc::new(EngineInner { hub, store, config, workers: Mutex::default(), events: tx, cancel }),
+            inner: Arc::new(EngineInner {
+                hub,
+                store,
+                config,
+                workers: Mutex::default(),
+                events: tx,
+                cancel,
+                qga: std::sync::OnceLock::new(),
+            }),
         };
         let e = engine.clone();
         tokio::spawn(async move { e.watch_hub().await });
         (engine, rx)
+    }
+
+    /// Enables the guest-agent path (bootstrap and fallback) for routers whose desired state has
+    /// a [`QgaRoute`](crate::qga::route::QgaRoute). Only the first call counts.
+    pub fn enable_qga(&self, support: QgaSupport) {
+        let _ = self.inner.qga.set(support);
     }
 
     /// Sets (or with `None`, clears) a router's desired revision.
@@ -371,16 +392,40 @@ impl WorkerRun {
         let mut confirmed: Option<String> = None;
         let mut failures = 0u32;
         let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut qga = QgaState::default();
         loop {
             let desired = self.desired.borrow_and_update().clone();
-            let force = self.force.swap(false, std::sync::atomic::Ordering::SeqCst);
+            let mut force = self.force.swap(false, std::sync::atomic::Ordering::SeqCst);
             let due = retry_at.is_none_or(|t| tokio::time::Instant::now() >= t);
+            let support = self.engine.qga.get();
+            let use_qga = desired.as_ref().is_some_and(|d| d.qga.is_some())
+                && support.is_some()
+                && self.engine.hub.session(&self.id).is_none();
+            if !use_qga {
+                qga = QgaState::default();
+            } else if let Some(d) = desired.as_ref()
+                && confirmed.as_deref() == Some(d.revision.as_str())
+                && due
+                && !force
+                && qga.applied_boot.is_some()
+            {
+                // Delivered through the guest agent: a reboot may have lost unsaved state, and
+                // no agent is there to notice. Look once per poll; re-apply once per boot.
+                force = self.rebooted(d, &qga).await;
+                if !force && let Some(s) = support {
+                    retry_at = Some(tokio::time::Instant::now() + s.poll);
+                }
+            }
             if let Some(d) = desired.as_ref().filter(|d| !d.paused)
                 && (confirmed.as_deref() != Some(d.revision.as_str()) || force)
                 && (due || force)
             {
                 retry_at = None;
-                match self.attempt(d, force).await {
+                let result = match support.filter(|_| use_qga) {
+                    Some(support) => self.attempt_qga(d, support, &mut qga).await,
+                    None => self.attempt(d, force).await,
+                };
+                match result {
                     Ok(true) => {
                         confirmed = Some(d.revision.clone());
                         failures = 0;
@@ -393,6 +438,13 @@ impl WorkerRun {
                         retry_at = Some(tokio::time::Instant::now() + delay);
                     }
                     Err(delay) => retry_at = delay.map(|d| tokio::time::Instant::now() + d),
+                }
+                if use_qga
+                    && qga.applied_boot.is_some()
+                    && retry_at.is_none()
+                    && let Some(s) = support
+                {
+                    retry_at = Some(tokio::time::Instant::now() + s.poll);
                 }
             } else if let Some(d) = desired.as_ref().filter(|d| d.paused) {
                 self.emit(&d.revision, Phase::Pending, "delivery is paused", None);
@@ -515,6 +567,207 @@ impl WorkerRun {
             Err(e) => {
                 self.emit(&d.revision, Phase::Failed, d.redact(&e.to_string()), Some(attempt("Refused", None)));
                 Ok(false)
+            }
+        }
+    }
+}
+
+/// A worker's guest-agent bookkeeping (reset whenever the agent has a session).
+#[derive(Default)]
+struct QgaState {
+    /// Since when the router has had no agent session (as seen by this worker).
+    no_session_since: Option<std::time::Instant>,
+    /// When this worker last bootstrapped the router.
+    last_bootstrap: Option<std::time::Instant>,
+    /// The guest's boot id when the guest agent last delivered the confirmed revision.
+    applied_boot: Option<String>,
+}
+
+impl WorkerRun {
+    async fn guest(&self, d: &Desired, support: &QgaSupport) -> Result<QgaClient, String> {
+        let route = d.qga.as_ref().ok_or("no guest-agent route")?;
+        let provider = support.resolver.resolve(&route.vm).await?;
+        let state = provider.state().await.map_err(|e| format!("{}: cannot read the VM's state: {e}", route.vm))?;
+        if !state.running {
+            return Err(format!("{} is not running", route.vm));
+        }
+        let transport = provider.transport().await.map_err(|e| format!("{}: {e}", route.vm))?;
+        Ok(QgaClient::with_config(transport, QgaClientConfig::default()))
+    }
+
+    /// Whether the guest booted since the guest agent delivered (unknown counts as no).
+    async fn rebooted(&self, d: &Desired, qga: &QgaState) -> bool {
+        let Some(support) = self.engine.qga.get() else { return false };
+        let Ok(client) = self.guest(d, support).await else { return false };
+        let Ok(id) = client.read_file_limited(&support.bootstrap.layout.boot_id(), 128).await else { return false };
+        let id = String::from_utf8_lossy(&id).trim().to_owned();
+        let changed = qga.applied_boot.as_deref().is_some_and(|b| b != id);
+        if changed {
+            tracing::info!(router = %self.id, "the router rebooted since the guest agent delivered; delivering again");
+        }
+        changed
+    }
+
+    /// One step of the guest-agent path for a router without an agent session: bootstrap,
+    /// wait, or deliver. Same result contract as [`attempt`](Self::attempt).
+    async fn attempt_qga(
+        &self,
+        d: &Desired,
+        support: &QgaSupport,
+        qga: &mut QgaState,
+    ) -> Result<bool, Option<Duration>> {
+        let Some(route) = d.qga.as_ref() else { return Err(None) };
+        let client = match self.guest(d, support).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.emit(&d.revision, Phase::Pending, format!("no agent session; {e}"), None);
+                return Err(Some(support.poll));
+            }
+        };
+        let layout = &support.bootstrap.layout;
+        let probe = match guest::probe(&client, layout).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.emit(&d.revision, Phase::Pending, format!("no agent session; the guest agent: {e}"), None);
+                return Err(Some(support.poll));
+            }
+        };
+        let now = std::time::Instant::now();
+        let since = *qga.no_session_since.get_or_insert(now);
+        let next = decide(
+            &Situation {
+                route,
+                probe: &probe,
+                have_binary: support.bootstrap.agent_binary.is_some(),
+                without_session: now - since,
+                since_bootstrap: qga.last_bootstrap.map(|b| now - b),
+            },
+            support.fallback_after,
+            support.session_wait,
+        );
+        match next {
+            Next::Wait(left) => {
+                self.emit(
+                    &d.revision,
+                    Phase::Pending,
+                    format!("waiting for the agent to connect (guest-agent delivery in {}s)", left.as_secs()),
+                    None,
+                );
+                Err(Some(left.min(support.poll)))
+            }
+            Next::Bootstrap => {
+                qga.last_bootstrap = Some(now);
+                let token = match self.engine.hub.pki().issue_token(&self.id, Some(support.session_wait * 2)).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.emit(&d.revision, Phase::Failed, format!("bootstrap: cannot issue a token: {e}"), None);
+                        return Ok(false);
+                    }
+                };
+                let identity = format!("{}/{}", self.id.namespace(), self.id.name());
+                match guest::bootstrap(&client, &support.bootstrap, &probe, &identity, &token).await {
+                    Ok(steps) => {
+                        let steps: Vec<String> = steps.into_iter().map(|s| s.0).collect();
+                        tracing::info!(router = %self.id, steps = ?steps, "bootstrapped the agent through the guest agent");
+                        self.emit(
+                            &d.revision,
+                            Phase::Pending,
+                            format!("bootstrapped the agent ({}); waiting for it to connect", steps.join("; ")),
+                            None,
+                        );
+                        Err(Some(support.fallback_after.min(support.poll)))
+                    }
+                    Err(e) => {
+                        self.emit(&d.revision, Phase::Failed, format!("bootstrap through the guest agent: {e}"), None);
+                        Ok(false)
+                    }
+                }
+            }
+            Next::ApplyWithAgent(_) | Next::ApplyWithScript => self.deliver_qga(d, &client, &probe, next, qga).await,
+        }
+    }
+
+    async fn deliver_qga(
+        &self,
+        d: &Desired,
+        client: &QgaClient,
+        probe: &GuestProbe,
+        next: Next,
+        qga: &mut QgaState,
+    ) -> Result<bool, Option<Duration>> {
+        let Some(support) = self.engine.qga.get() else { return Err(None) };
+        let layout = &support.bootstrap.layout;
+        let previous = match self.engine.store.load(&self.id).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.emit(&d.revision, Phase::Failed, format!("cannot read the applied record: {e}"), None);
+                return Err(Some(self.engine.config.retry_min));
+            }
+        };
+        let texts = d.substituted(&d.config).and_then(|desired| {
+            let previous =
+                previous.as_ref().map(|p| d.substituted(&p.config).map(|c| (p.revision.clone(), c))).transpose()?;
+            Ok((desired, previous))
+        });
+        let (desired, previous) = match texts {
+            Ok(t) => t,
+            Err(e) => {
+                self.emit(&d.revision, Phase::Failed, e.to_string(), None);
+                return Ok(false);
+            }
+        };
+        let request = FallbackRequest {
+            revision: d.revision.clone(),
+            desired,
+            previous,
+            deletions: d.deletions.clone(),
+            replace: d.policy == ConfigPolicy::Replace,
+            scopes: d.managed_scopes.clone(),
+            save: d.save,
+            deadline: d.apply_timeout,
+        };
+        self.emit(&d.revision, Phase::Applying, "delivering through the guest agent", None);
+        let started = std::time::Instant::now();
+        let result = match &next {
+            Next::ApplyWithAgent(binary) => fallback::apply_with_agent(client, layout, binary, &request).await,
+            _ => fallback::apply_with_script(client, layout, &request).await,
+        };
+        let attempt = |r: Option<&FallbackResult>| Attempt {
+            outcome: r.map_or_else(|| "Unknown".to_owned(), |r| r.outcome.clone()),
+            commands: r.map_or(0, |r| r.commands.len() as u32),
+            duration: started.elapsed(),
+            at: SystemTime::now(),
+            running_digest: r.map(|r| r.running_digest.clone()).unwrap_or_default(),
+            saved: r.is_some_and(|r| r.saved),
+        };
+        match result {
+            Ok(r) if r.outcome == "Applied" || r.outcome == "NoChange" => {
+                let record = AppliedRecord { revision: d.revision.clone(), config: d.config.clone(), at: unix_now() };
+                if let Err(e) = self.engine.store.save(&self.id, &record).await {
+                    tracing::error!(router = %self.id, error = %e, "cannot record the applied revision");
+                }
+                qga.applied_boot = probe.boot_id.clone();
+                let message = format!(
+                    "{} through the guest agent ({}; the agent has no session)",
+                    if r.outcome == "NoChange" {
+                        "the router already runs this revision".to_owned()
+                    } else {
+                        format!("applied {} commands", r.commands.len())
+                    },
+                    if r.via == "agent" { "vrouter-agent apply" } else { "apply script" },
+                );
+                self.emit(&d.revision, Phase::Applied, message, Some(attempt(Some(&r))));
+                Ok(true)
+            }
+            Ok(r) => {
+                let message = d.redact(&format!("{} through the guest agent: {}", r.outcome, r.message));
+                self.emit(&d.revision, Phase::Failed, message, Some(attempt(Some(&r))));
+                Ok(false)
+            }
+            Err(e) => {
+                let message = d.redact(&format!("guest-agent delivery: {e}"));
+                self.emit(&d.revision, Phase::Failed, message, Some(attempt(None)));
+                Err(Some(support.poll))
             }
         }
     }

@@ -27,6 +27,60 @@ struct Cli {
     command: Cmd,
 }
 
+/// Guest-agent options of standalone mode.
+#[derive(Args)]
+struct QgaArgs {
+    /// Enable guest-agent bootstrap and fallback for targets with a libvirt provider.
+    #[arg(long)]
+    qga: bool,
+    /// The agent binary to copy into guests that have none.
+    #[arg(long, requires = "qga")]
+    agent_binary: Option<PathBuf>,
+    /// The agent endpoint as guests reach it (default https://<listen address>).
+    #[arg(long, requires = "qga")]
+    guest_endpoint: Option<String>,
+    /// The TLS server name guests expect (default localhost).
+    #[arg(long, requires = "qga")]
+    guest_server_name: Option<String>,
+    /// A TOML file merged into every agent.toml written into a guest.
+    #[arg(long, requires = "qga")]
+    guest_agent_config: Option<PathBuf>,
+    /// Prefix of the guest's paths (labs and tests).
+    #[arg(long, default_value = "/")]
+    guest_root: String,
+    /// How long an agent may stay unreachable before the guest agent delivers.
+    #[arg(long, default_value = "2m", value_parser = parse_go_duration)]
+    fallback_after: Duration,
+    /// How long a bootstrapped agent gets to connect before the bootstrap is repeated.
+    #[arg(long, default_value = "5m", value_parser = parse_go_duration)]
+    session_wait: Duration,
+    /// How often routers without an agent session are looked at.
+    #[arg(long, default_value = "30s", value_parser = parse_go_duration)]
+    guest_poll: Duration,
+}
+
+impl QgaArgs {
+    fn options(self) -> Result<Option<vrouter_operator::standalone::QgaOptions>> {
+        if !self.qga {
+            return Ok(None);
+        }
+        let extra_agent_config = match &self.guest_agent_config {
+            Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+            None => String::new(),
+        };
+        Ok(Some(vrouter_operator::standalone::QgaOptions {
+            agent_binary: self.agent_binary,
+            endpoint: self.guest_endpoint,
+            server_name: self.guest_server_name,
+            extra_agent_config,
+            guest_root: self.guest_root,
+            fallback_after: self.fallback_after,
+            session_wait: self.session_wait,
+            poll: self.guest_poll,
+        }))
+    }
+}
+
 #[derive(Args, Clone)]
 struct PkiArgs {
     /// Directory for the operator's state (the PKI lives in <state-dir>/pki).
@@ -123,6 +177,8 @@ enum Cmd {
         /// Seconds before a failed apply is retried (doubling up to 10x).
         #[arg(long, default_value_t = 30)]
         retry_secs: u64,
+        #[command(flatten)]
+        qga: QgaArgs,
     },
     /// Print, per router, the commands that would run against its last known running config
     /// (the simulated router's, or the last revision delivered to it), without delivering.
@@ -269,7 +325,7 @@ async fn run(cli: Cli) -> Result<()> {
             print!("{}", vrouter_operator::standalone::diff(&dir, &state)?);
         }
         Cmd::Render { dir } => print!("{}", vrouter_operator::standalone::render(&dir)?),
-        Cmd::Standalone { dir, state_dir, listen, simulate, until_synced, timeout, poll_ms, retry_secs } => {
+        Cmd::Standalone { dir, state_dir, listen, simulate, until_synced, timeout, poll_ms, retry_secs, qga } => {
             raise_fd_limit();
             let retry = Duration::from_secs(retry_secs.max(1));
             let options = vrouter_operator::standalone::Options {
@@ -287,6 +343,7 @@ async fn run(cli: Cli) -> Result<()> {
                     ..Default::default()
                 },
                 hub: HubConfig::default(),
+                qga: qga.options()?,
             };
             vrouter_operator::standalone::run(options, shutdown_on_signal()).await?;
         }

@@ -300,6 +300,7 @@ impl Tracker {
             apply_timeout,
             paused: spec.paused,
             correct_drift: spec.drift_policy == crate::crd::DriftPolicy::Correct,
+            qga: crate::qga::route::route_of(target.metadata.namespace.as_deref().unwrap_or_default(), spec),
         };
         Ok(Some((desired, composed.parts.clone(), composed.overlaps.clone())))
     }

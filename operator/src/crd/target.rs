@@ -137,7 +137,7 @@ pub struct LibvirtProvider {
 }
 
 /// How configuration reaches a router.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliverySpec {
     /// `Auto` (default): the agent, with guest-agent bootstrap and fallback where the provider
@@ -151,6 +151,21 @@ pub struct DeliverySpec {
     /// How long one apply may take before it is reported failed (default `5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply_timeout: Option<GoDuration>,
+    /// In `Auto` mode, whether the operator may install, configure and start the agent through
+    /// the guest agent when the VM has none (default true).
+    #[serde(default = "default_true")]
+    pub bootstrap: bool,
+}
+
+impl Default for DeliverySpec {
+    fn default() -> Self {
+        DeliverySpec {
+            mode: DeliveryMode::default(),
+            commit_confirm: CommitConfirmSpec::default(),
+            apply_timeout: None,
+            bootstrap: true,
+        }
+    }
 }
 
 /// Delivery paths.

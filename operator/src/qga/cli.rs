@@ -159,8 +159,8 @@ pub async fn run_with_output(
             let Some((program, rest)) = command.split_first() else {
                 return Err(QgaError::protocol("guest-exec", "no program given"));
             };
-            let mut request = ExecRequest::new(program.clone(), rest.iter().cloned())
-                .deadline(Duration::from_secs(deadline));
+            let mut request =
+                ExecRequest::new(program.clone(), rest.iter().cloned()).deadline(Duration::from_secs(deadline));
             if !env.is_empty() {
                 request = request.env(env);
             }
@@ -191,8 +191,14 @@ pub async fn run_with_output(
         }
         QgaCommand::Pull { remote, local, max_size } => {
             let data = client.read_file_limited(&remote, max_size).await?;
-            tokio::fs::write(&local, &data).await.map_err(|source| QgaError::LocalIo { path: local.clone(), source })?;
-            print(out, format!("read {} bytes from {remote} into {}\n", data.len(), local.display()).as_bytes(), "<stdout>")?;
+            tokio::fs::write(&local, &data)
+                .await
+                .map_err(|source| QgaError::LocalIo { path: local.clone(), source })?;
+            print(
+                out,
+                format!("read {} bytes from {remote} into {}\n", data.len(), local.display()).as_bytes(),
+                "<stdout>",
+            )?;
         }
     }
     Ok(0)

@@ -71,9 +71,7 @@ pub enum QgaError {
         desc: String,
     },
     /// A program started with `guest-exec` did not exit before the deadline.
-    #[error(
-        "{program} (guest pid {pid}) did not exit within {after:?}; it may still be running in the guest"
-    )]
+    #[error("{program} (guest pid {pid}) did not exit within {after:?}; it may still be running in the guest")]
     ExecDeadline {
         /// The program.
         program: String,

@@ -7,7 +7,7 @@
 //! - [`client`]: [`QgaClient`], typed calls on any transport.
 //! - [`info`], [`file`], [`exec`]: the types and reply parsing of those calls.
 //! - [`cli`]: the `vrouter-operator qga` debugging command.
-//! - [`error`]: [`QgaError`].
+//! - [`error`]: the [`QgaError`] type.
 //!
 //! See `docs/qga-client.md`.
 //!
@@ -28,10 +28,13 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod exec;
+pub mod fallback;
 pub mod file;
+pub mod guest;
 pub mod info;
 pub mod protocol;
 pub mod provider;
+pub mod route;
 pub mod transport;
 
 pub use client::{QgaClient, QgaClientConfig};

@@ -18,6 +18,8 @@ use crate::delivery::{self, Engine, EngineConfig};
 use crate::hub::{AgentServer, Hub, HubConfig, ServerConfig};
 use crate::metrics::Metrics;
 use crate::pki::{Pki, PkiConfig};
+use crate::qga::guest::{BootstrapSettings, GuestLayout};
+use crate::qga::route::{LibvirtResolver, QgaSupport};
 use manifests::{Manifests, load_dir};
 use world::World;
 
@@ -44,6 +46,30 @@ pub struct Options {
     pub engine: EngineConfig,
     /// Hub settings.
     pub hub: HubConfig,
+    /// Guest-agent bootstrap and fallback for targets with a `libvirt` provider.
+    pub qga: Option<QgaOptions>,
+}
+
+/// Guest-agent settings of standalone mode (libvirt sockets on this host).
+#[derive(Clone, Debug, Default)]
+pub struct QgaOptions {
+    /// The agent binary copied into guests that have none.
+    pub agent_binary: Option<PathBuf>,
+    /// The endpoint guests dial (default `https://<listen address>`).
+    pub endpoint: Option<String>,
+    /// TLS server name guests expect (default `localhost`, which the standalone server
+    /// certificate carries).
+    pub server_name: Option<String>,
+    /// TOML merged into every `agent.toml` written into a guest.
+    pub extra_agent_config: String,
+    /// Prefix of the guest paths (tests).
+    pub guest_root: String,
+    /// How long an agent may stay unreachable before the guest agent delivers.
+    pub fallback_after: Duration,
+    /// How long a bootstrapped agent gets to connect before the bootstrap is repeated.
+    pub session_wait: Duration,
+    /// How often routers without a session are looked at.
+    pub poll: Duration,
 }
 
 /// Errors of standalone mode.
@@ -218,6 +244,22 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
     tracing::info!(%addr, dir = %options.dir.display(), "standalone operator: serving agents");
     let applied = delivery::DirStore::new(options.state_dir.join("applied")).map_err(|e| setup(e.to_string()))?;
     let (engine, mut events) = Engine::new(hub.clone(), Arc::new(applied), options.engine.clone(), shutdown.clone());
+    if let Some(q) = &options.qga {
+        engine.enable_qga(QgaSupport {
+            resolver: Arc::new(LibvirtResolver),
+            bootstrap: BootstrapSettings {
+                agent_binary: q.agent_binary.clone(),
+                endpoint: q.endpoint.clone().unwrap_or_else(|| format!("https://{addr}")),
+                server_name: Some(q.server_name.clone().unwrap_or_else(|| "localhost".to_owned())),
+                ca_pem: pki.ca_pem().to_owned(),
+                extra_config: q.extra_agent_config.clone(),
+                layout: GuestLayout::new(q.guest_root.clone()),
+            },
+            fallback_after: q.fallback_after,
+            session_wait: q.session_wait,
+            poll: q.poll,
+        });
+    }
     let mut world = World::new(secret_key(&options.state_dir).map_err(setup)?);
 
     let sims = Simulated::new(&options, addr, &ca_path);
