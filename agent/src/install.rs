@@ -159,6 +159,9 @@ fn start_detached(options: &InstallOptions) -> Result<Installed, InstallError> {
         }
     }
     let log_path = at(&options.root, "/var/log/vrouter-agent.log");
+    for dir in [at(&options.root, "/var/log"), at(&options.root, "/run")] {
+        std::fs::create_dir_all(&dir).map_err(|e| err(format!("create {}", dir.display()), e))?;
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -18,6 +18,7 @@ sid=$4
 umask 002
 
 lock="$root/run/vrouter-qga-apply.lock"
+mkdir -p "$root/run"
 exec 9>"$lock" || { echo "vrouter: cannot open $lock"; exit 70; }
 flock -w 600 9 || { echo "vrouter: another apply held $lock for 10 minutes"; exit 75; }
 

@@ -156,7 +156,11 @@ pub fn decide(s: &Situation<'_>, support_fallback_after: Duration, session_wait:
     }
     let can_bootstrap = s.route.bootstrap && (s.probe.agent_binary.is_some() || s.have_binary);
     let waited_for_bootstrap = s.since_bootstrap.is_none_or(|d| d >= session_wait);
-    if agent.is_none() && can_bootstrap && waited_for_bootstrap {
+    // A missing or unconfigured agent is set up at once; a configured one that has had no
+    // session for a whole session wait is set up again (fresh token, restarted service): it may
+    // have crashed, been stopped, or hold a token that expired before it enrolled.
+    let stale = s.without_session >= session_wait;
+    if (agent.is_none() || stale) && can_bootstrap && waited_for_bootstrap {
         return Next::Bootstrap;
     }
     // The agent's own session is the preferred path: give it time (after a bootstrap, too).
