@@ -1,7 +1,7 @@
 //! [`QgaClient`]: typed guest agent calls over any [`QgaTransport`].
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -27,6 +27,9 @@ pub struct QgaClientConfig {
     pub read_chunk: usize,
     /// The largest file [`QgaClient::read_file`] accepts.
     pub max_file_size: u64,
+    /// The most bytes of standard input [`QgaClient::exec`] sends. They travel base64-encoded
+    /// inside the single `guest-exec` request; write larger inputs to a file first.
+    pub max_exec_input: usize,
 }
 
 impl Default for QgaClientConfig {
@@ -36,6 +39,7 @@ impl Default for QgaClientConfig {
             write_chunk: 48 * 1024,
             read_chunk: 1024 * 1024,
             max_file_size: 64 * 1024 * 1024,
+            max_exec_input: 1024 * 1024,
         }
     }
 }
@@ -46,10 +50,17 @@ const OS_RELEASE_MAX: u64 = 64 * 1024;
 
 /// A guest agent client: typed calls on top of a [`QgaTransport`]. Cheap to clone (the transport
 /// is shared); calls from several tasks are serialised by the transport.
+///
+/// Operations made of several commands (file transfers, [`exec`](Self::exec)) first check with
+/// `guest-info` that every command they need is enabled, so a blocked `guest-file-write` fails
+/// before the file is truncated and a blocked `guest-exec-status` before a program is started
+/// that could not be waited for. The `guest-info` answer is kept (per client and its clones)
+/// until a call reports [`QgaError::NotSupported`] or [`info`](Self::info) is called again.
 #[derive(Clone)]
 pub struct QgaClient {
     transport: Arc<dyn QgaTransport>,
     config: QgaClientConfig,
+    commands: Arc<Mutex<Option<Arc<GuestInfo>>>>,
 }
 
 impl std::fmt::Debug for QgaClient {
@@ -66,7 +77,7 @@ impl QgaClient {
 
     /// A client with these settings.
     pub fn with_config(transport: Arc<dyn QgaTransport>, config: QgaClientConfig) -> Self {
-        Self { transport, config }
+        Self { transport, config, commands: Arc::default() }
     }
 
     /// A client for an agent listening on a unix socket, with default settings.
@@ -86,7 +97,7 @@ impl QgaClient {
 
     /// Executes any command with the configured timeout and returns its `return` value.
     pub async fn execute(&self, command: &str, arguments: Option<Value>) -> Result<Value, QgaError> {
-        self.transport.execute(command, arguments, self.config.command_timeout).await
+        self.execute_with_timeout(command, arguments, self.config.command_timeout).await
     }
 
     /// Executes any command with its own timeout.
@@ -96,7 +107,12 @@ impl QgaClient {
         arguments: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, QgaError> {
-        self.transport.execute(command, arguments, timeout).await
+        let result = self.transport.execute(command, arguments, timeout).await;
+        if let Err(QgaError::NotSupported { .. }) = result {
+            // The agent changed (restarted with other commands blocked?): ask again next time.
+            self.forget_commands();
+        }
+        result
     }
 
     async fn call<T: DeserializeOwned>(&self, command: &str, arguments: Option<Value>) -> Result<T, QgaError> {
@@ -109,9 +125,40 @@ impl QgaClient {
         self.execute("guest-ping", None).await.map(drop)
     }
 
-    /// `guest-info`: the agent's version and commands.
+    /// `guest-info`: the agent's version and commands (asked every time; the answer also
+    /// replaces the one kept for the enabled-command checks).
     pub async fn info(&self) -> Result<GuestInfo, QgaError> {
-        self.call("guest-info", None).await
+        let info: GuestInfo = self.call("guest-info", None).await?;
+        *self.commands.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(info.clone()));
+        Ok(info)
+    }
+
+    fn forget_commands(&self) {
+        *self.commands.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Fails with [`QgaError::NotSupported`] unless the agent knows and enables every command in
+    /// `commands`. An agent that does not answer `guest-info` (blocked) is not checked: the
+    /// commands themselves will tell.
+    async fn require(&self, commands: &[&str]) -> Result<(), QgaError> {
+        let known = self.commands.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let info = match known {
+            Some(info) => info,
+            None => match self.info().await {
+                Ok(info) => Arc::new(info),
+                Err(QgaError::NotSupported { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            },
+        };
+        for &name in commands {
+            let desc = match info.command(name) {
+                Some(command) if command.enabled => continue,
+                Some(_) => "disabled in this guest agent (guest-info)".to_owned(),
+                None => format!("unknown to guest agent {}", info.version),
+            };
+            return Err(QgaError::NotSupported { command: name.to_owned(), desc });
+        }
+        Ok(())
     }
 
     /// `guest-get-osinfo`; when the agent does not know the command or it is disabled, the
@@ -124,6 +171,7 @@ impl QgaClient {
                 for path in OS_RELEASE_PATHS {
                     match self.read_file_limited(path, OS_RELEASE_MAX).await {
                         Ok(text) => return Ok(OsInfo::from_os_release(&info::parse_os_release(&text))),
+                        // Missing: try the next location.
                         Err(e @ QgaError::Agent { .. }) => last = Some(e),
                         Err(e) => return Err(e),
                     }
@@ -139,12 +187,18 @@ impl QgaClient {
         self.read_file_limited(path, self.config.max_file_size).await
     }
 
-    /// Reads a whole file from the guest, failing with [`QgaError::TooLarge`] (without reading
-    /// further) once it is longer than `max_len` bytes. The handle is always closed.
+    /// Reads a whole file from the guest in chunks of [`QgaClientConfig::read_chunk`] bytes
+    /// until the agent reports the end of the file, failing with [`QgaError::TooLarge`] (without
+    /// reading further) once it is longer than `max_len` bytes. The handle is always closed.
+    /// Errors name the guest path.
     pub async fn read_file_limited(&self, path: &str, max_len: u64) -> Result<Vec<u8>, QgaError> {
-        let handle = self.open(path, "r").await?;
-        let result = self.read_handle(path, handle, max_len).await;
-        self.finish(handle, result).await
+        let result = async {
+            self.require(&["guest-file-open", "guest-file-read", "guest-file-close"]).await?;
+            let handle = self.open(path, "r").await?;
+            let result = self.read_handle(path, handle, max_len).await;
+            self.finish(handle, result).await
+        };
+        result.await.map_err(|e| e.about(path))
     }
 
     async fn read_handle(&self, path: &str, handle: i64, max_len: u64) -> Result<Vec<u8>, QgaError> {
@@ -160,7 +214,7 @@ impl QgaClient {
             if u64::try_from(data.len()).unwrap_or(u64::MAX) > max_len {
                 return Err(QgaError::TooLarge {
                     command: "guest-file-read".to_owned(),
-                    what: format!("file {path}"),
+                    what: "the file".to_owned(),
                     limit: max_len,
                 });
             }
@@ -172,14 +226,20 @@ impl QgaClient {
 
     /// Writes `data` to a file in the guest, in chunks of [`QgaClientConfig::write_chunk`] bytes
     /// (there is no limit on the total size). The handle is always closed, and a failing close
-    /// (which is where delayed write errors show) fails the call.
+    /// (which is where delayed write errors show) fails the call. Errors name the guest path.
     ///
-    /// QGA does not create parent directories and cannot set permissions or owners: see
-    /// [`WriteMode`]. Run `mkdir -p`/`chmod` with [`exec`](Self::exec) when needed.
+    /// Not atomic: a failure part-way leaves a partial file (write elsewhere and rename with
+    /// [`exec`](Self::exec) where that matters). QGA does not create parent directories and
+    /// cannot set permissions or owners: see [`WriteMode`].
     pub async fn write_file(&self, path: &str, data: &[u8], mode: WriteMode) -> Result<(), QgaError> {
-        let handle = self.open(path, mode.as_fopen_mode()).await?;
-        let result = self.write_handle(handle, data).await;
-        self.finish(handle, result).await
+        let result = async {
+            // Checked first: opening with `w` truncates the file.
+            self.require(&["guest-file-open", "guest-file-write", "guest-file-close"]).await?;
+            let handle = self.open(path, mode.as_fopen_mode()).await?;
+            let result = self.write_handle(handle, data).await;
+            self.finish(handle, result).await
+        };
+        result.await.map_err(|e| e.about(path))
     }
 
     async fn write_handle(&self, handle: i64, data: &[u8]) -> Result<(), QgaError> {
@@ -217,21 +277,35 @@ impl QgaClient {
     /// Runs a program in the guest (`guest-exec`, never through a shell) and waits for it to
     /// exit, polling `guest-exec-status`. A program still running at the request's deadline
     /// gives [`QgaError::ExecDeadline`]; it may go on running in the guest, and the client stays
-    /// usable. A non-zero exit code is not an error: check [`ExecOutput::success`].
+    /// usable. A non-zero exit code is not an error: check [`ExecOutput::success`]. Errors name
+    /// the program.
     pub async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, QgaError> {
-        let started = Instant::now();
-        let deadline = started + request.deadline;
-        let reply = self.execute("guest-exec", Some(request.to_arguments())).await?;
+        let program = request.program.as_str();
+        if let Some(stdin) = &request.stdin
+            && stdin.len() > self.config.max_exec_input
+        {
+            return Err(QgaError::TooLarge {
+                command: format!("guest-exec {program}"),
+                what: format!("standard input ({} bytes; write it to a file instead)", stdin.len()),
+                limit: u64::try_from(self.config.max_exec_input).unwrap_or(u64::MAX),
+            });
+        }
+        self.require(&["guest-exec", "guest-exec-status"]).await.map_err(|e| e.about(program))?;
+        let deadline = Instant::now() + request.deadline;
+        let reply = self.execute("guest-exec", Some(request.to_arguments())).await.map_err(|e| e.about(program))?;
         let pid = exec::parse_pid(&reply)?;
         let mut delay = None;
         loop {
-            let status = self.execute("guest-exec-status", Some(exec::status_args(pid))).await?;
+            let status = self
+                .execute("guest-exec-status", Some(exec::status_args(pid)))
+                .await
+                .map_err(|e| e.about(&format!("{program} (guest pid {pid})")))?;
             if let Some(output) = exec::parse_status(pid, status)? {
                 return Ok(output);
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(QgaError::ExecDeadline { program: request.program.clone(), pid, after: request.deadline });
+                return Err(QgaError::ExecDeadline { program: program.to_owned(), pid, after: request.deadline });
             }
             let pause = exec::next_poll_delay(delay);
             delay = Some(pause);

@@ -9,7 +9,7 @@
 //! - [`cli`]: the `vrouter-operator qga` debugging command.
 //! - [`error`]: [`QgaError`].
 //!
-//! See `docs/qga-client.md`.
+//! See `docs/qga.md`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), vrouter_operator::qga::QgaError> {

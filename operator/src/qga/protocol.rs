@@ -94,6 +94,12 @@ impl FrameDecoder {
         self.state == State::Idle
     }
 
+    /// Whether anything but whitespace arrived that was not taken yet: a frame, or part of an
+    /// object.
+    pub fn has_pending(&self) -> bool {
+        !self.frames.is_empty() || !self.is_idle()
+    }
+
     /// Consumes bytes read from the agent.
     pub fn push(&mut self, data: &[u8]) {
         for &byte in data {
