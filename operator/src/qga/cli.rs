@@ -98,7 +98,14 @@ pub enum QgaCommand {
 pub async fn run(args: QgaArgs) -> Result<i32, QgaError> {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
-    run_with_output(args, &mut out, &mut err).await
+    let result = run_with_output(args, &mut out, &mut err).await;
+    if let Err(QgaError::Timeout { .. }) = &result {
+        eprintln!(
+            "qga: hint: an agent channel serves one client at a time; if libvirt or an operator holds it, \
+             this command waits in vain"
+        );
+    }
+    result
 }
 
 /// [`run`], printing to `out` and `err`.
@@ -159,8 +166,8 @@ pub async fn run_with_output(
             let Some((program, rest)) = command.split_first() else {
                 return Err(QgaError::protocol("guest-exec", "no program given"));
             };
-            let mut request = ExecRequest::new(program.clone(), rest.iter().cloned())
-                .deadline(Duration::from_secs(deadline));
+            let mut request =
+                ExecRequest::new(program.clone(), rest.iter().cloned()).deadline(Duration::from_secs(deadline));
             if !env.is_empty() {
                 request = request.env(env);
             }
@@ -191,8 +198,14 @@ pub async fn run_with_output(
         }
         QgaCommand::Pull { remote, local, max_size } => {
             let data = client.read_file_limited(&remote, max_size).await?;
-            tokio::fs::write(&local, &data).await.map_err(|source| QgaError::LocalIo { path: local.clone(), source })?;
-            print(out, format!("read {} bytes from {remote} into {}\n", data.len(), local.display()).as_bytes(), "<stdout>")?;
+            tokio::fs::write(&local, &data)
+                .await
+                .map_err(|source| QgaError::LocalIo { path: local.clone(), source })?;
+            print(
+                out,
+                format!("read {} bytes from {remote} into {}\n", data.len(), local.display()).as_bytes(),
+                "<stdout>",
+            )?;
         }
     }
     Ok(0)

@@ -195,13 +195,13 @@ impl QgaClient {
         let result = async {
             self.require(&["guest-file-open", "guest-file-read", "guest-file-close"]).await?;
             let handle = self.open(path, "r").await?;
-            let result = self.read_handle(path, handle, max_len).await;
+            let result = self.read_handle(handle, max_len).await;
             self.finish(handle, result).await
         };
         result.await.map_err(|e| e.about(path))
     }
 
-    async fn read_handle(&self, path: &str, handle: i64, max_len: u64) -> Result<Vec<u8>, QgaError> {
+    async fn read_handle(&self, handle: i64, max_len: u64) -> Result<Vec<u8>, QgaError> {
         let chunk = self.config.read_chunk.max(1);
         let mut data = Vec::new();
         loop {

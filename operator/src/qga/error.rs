@@ -72,9 +72,7 @@ pub enum QgaError {
         desc: String,
     },
     /// A program started with `guest-exec` did not exit before the deadline.
-    #[error(
-        "{program} (guest pid {pid}) did not exit within {after:?}; it may still be running in the guest"
-    )]
+    #[error("{program} (guest pid {pid}) did not exit within {after:?}; it may still be running in the guest")]
     ExecDeadline {
         /// The program.
         program: String,
@@ -173,16 +171,21 @@ mod tests {
 
     #[test]
     fn about_adds_the_subject_after_the_command() {
-        let e = QgaError::Agent { command: "guest-file-read".into(), class: "GenericError".into(), desc: "bad fd".into() }
-            .about("/etc/x y");
+        let e =
+            QgaError::Agent { command: "guest-file-read".into(), class: "GenericError".into(), desc: "bad fd".into() }
+                .about("/etc/x y");
         assert_eq!(e.to_string(), "guest-file-read /etc/x y: guest agent error (GenericError): bad fd");
         assert_eq!(e.command(), Some("guest-file-read"));
         let e = QgaError::Timeout { command: "guest-exec".into(), after: Duration::from_secs(1) }.about("/bin/true");
         assert!(e.to_string().starts_with("guest-exec /bin/true: no answer"), "{e}");
         let e = QgaError::Transport { target: "vm".into(), message: "exec failed".into() }.about("/x");
         assert_eq!(e.to_string(), "guest agent transport vm: /x: exec failed");
-        let e = QgaError::Io { target: "s".into(), context: "read (guest-file-read)".into(), source: std::io::Error::other("x") }
-            .about("/x");
+        let e = QgaError::Io {
+            target: "s".into(),
+            context: "read (guest-file-read)".into(),
+            source: std::io::Error::other("x"),
+        }
+        .about("/x");
         assert_eq!(e.to_string(), "guest agent channel s: read (guest-file-read) /x: x");
         assert_eq!(e.command(), None);
     }

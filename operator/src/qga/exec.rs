@@ -175,7 +175,9 @@ pub fn parse_status(pid: i64, value: Value) -> Result<Option<ExecOutput>, QgaErr
     };
     let decode = |data: Option<String>, what: &str| match data {
         None => Ok(Vec::new()),
-        Some(text) => STANDARD.decode(text.as_bytes()).map_err(|e| QgaError::protocol(STATUS, format!("bad base64 in {what}: {e}"))),
+        Some(text) => STANDARD
+            .decode(text.as_bytes())
+            .map_err(|e| QgaError::protocol(STATUS, format!("bad base64 in {what}: {e}"))),
     };
     Ok(Some(ExecOutput {
         pid,

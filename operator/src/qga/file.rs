@@ -83,9 +83,13 @@ pub fn parse_read(value: Value, requested: usize) -> Result<ReadChunk, QgaError>
         serde_json::from_value(value).map_err(|e| QgaError::protocol(COMMAND, format!("unexpected reply: {e}")))?;
     // Check the encoded size before decoding anything: 4 characters for every 3 bytes.
     if raw.buf_b64.len() / 4 > requested.div_ceil(3) {
-        return Err(QgaError::protocol(COMMAND, format!("{} base64 characters for {requested} bytes", raw.buf_b64.len())));
+        return Err(QgaError::protocol(
+            COMMAND,
+            format!("{} base64 characters for {requested} bytes", raw.buf_b64.len()),
+        ));
     }
-    let data = STANDARD.decode(raw.buf_b64.as_bytes()).map_err(|e| QgaError::protocol(COMMAND, format!("bad base64: {e}")))?;
+    let data =
+        STANDARD.decode(raw.buf_b64.as_bytes()).map_err(|e| QgaError::protocol(COMMAND, format!("bad base64: {e}")))?;
     if u64::try_from(data.len()).ok() != Some(raw.count) {
         return Err(QgaError::protocol(COMMAND, format!("count {} but {} bytes of data", raw.count, data.len())));
     }

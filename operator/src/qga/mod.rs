@@ -7,7 +7,7 @@
 //! - [`client`]: [`QgaClient`], typed calls on any transport.
 //! - [`info`], [`file`], [`exec`]: the types and reply parsing of those calls.
 //! - [`cli`]: the `vrouter-operator qga` debugging command.
-//! - [`error`]: [`QgaError`].
+//! - [`error`]: the error type, [`QgaError`].
 //!
 //! See `docs/qga.md`.
 //!

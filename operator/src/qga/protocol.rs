@@ -328,7 +328,11 @@ mod tests {
         d.push(b"{\"return\": {}}\n{\"return\": 5}{\"error\": {\"class\": \"X\", \"desc\": \"y\"}}");
         assert_eq!(
             frames(&mut d),
-            vec![msg("{\"return\": {}}"), msg("{\"return\": 5}"), msg("{\"error\": {\"class\": \"X\", \"desc\": \"y\"}}")]
+            vec![
+                msg("{\"return\": {}}"),
+                msg("{\"return\": 5}"),
+                msg("{\"error\": {\"class\": \"X\", \"desc\": \"y\"}}")
+            ]
         );
         assert!(d.is_idle());
     }
@@ -496,9 +500,11 @@ mod tests {
         }
         assert!(err.to_string().contains("guest-file-open") && err.to_string().contains("/nonexist"));
 
-        let err =
-            parse_reply("nope", br#"{"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}}"#)
-                .unwrap_err();
+        let err = parse_reply(
+            "nope",
+            br#"{"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}}"#,
+        )
+        .unwrap_err();
         assert!(matches!(err, QgaError::NotSupported { ref command, .. } if command == "nope"), "{err:?}");
 
         // Malformed error objects still become errors, never panics.

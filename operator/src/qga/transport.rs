@@ -132,7 +132,13 @@ impl UnixSocketTransport {
 
     /// Makes `conn` ready for a request: notices a closed or chattering stream, and
     /// resynchronises when needed.
-    async fn prepare(&self, conn: &mut Connection, command: &str, timeout: Duration, deadline: Instant) -> Result<(), QgaError> {
+    async fn prepare(
+        &self,
+        conn: &mut Connection,
+        command: &str,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<(), QgaError> {
         let was_synced = conn.synced;
         conn.check_idle().map_err(|e| self.io_error("connection check", e))?;
         if conn.synced {
@@ -167,7 +173,13 @@ impl UnixSocketTransport {
     }
 
     /// Reads the reply to `command` (already sent).
-    async fn read_reply(&self, conn: &mut Connection, command: &str, timeout: Duration, deadline: Instant) -> Result<Value, QgaError> {
+    async fn read_reply(
+        &self,
+        conn: &mut Connection,
+        command: &str,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<Value, QgaError> {
         let mut doubt = false;
         loop {
             while let Some(frame) = conn.decoder.next_frame() {
