@@ -313,3 +313,158 @@ impl QgaClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use async_trait::async_trait;
+    use serde_json::json;
+
+    use super::*;
+    use crate::qga::protocol;
+
+    /// A transport that gets whole replies (like the virsh and Proxmox ones): it answers each
+    /// command with the next scripted reply and records what was asked.
+    #[derive(Default)]
+    struct Script {
+        replies: Mutex<VecDeque<Value>>,
+        calls: Mutex<Vec<(String, Option<Value>)>>,
+    }
+
+    #[async_trait]
+    impl QgaTransport for Script {
+        async fn execute(&self, command: &str, arguments: Option<Value>, _: Duration) -> Result<Value, QgaError> {
+            self.calls.lock().unwrap().push((command.to_owned(), arguments));
+            let reply = self.replies.lock().unwrap().pop_front().expect("no scripted reply left");
+            protocol::interpret_reply(command, reply)
+        }
+
+        fn target(&self) -> String {
+            "script".to_owned()
+        }
+    }
+
+    fn scripted(replies: Vec<Value>) -> (QgaClient, Arc<Script>) {
+        let script = Arc::new(Script { replies: Mutex::new(replies.into()), ..Script::default() });
+        (
+            QgaClient::with_config(script.clone(), QgaClientConfig { read_chunk: 3, ..QgaClientConfig::default() }),
+            script,
+        )
+    }
+
+    fn info(disabled: &[&str]) -> Value {
+        let names = ["guest-exec", "guest-exec-status", "guest-file-open", "guest-file-read", "guest-file-write"];
+        let commands: Vec<Value> = names
+            .iter()
+            .chain(["guest-file-close"].iter())
+            .map(|name| json!({"name": name, "enabled": !disabled.contains(name), "success-response": true}))
+            .collect();
+        json!({"return": {"version": "7.2.22", "supported_commands": commands}})
+    }
+
+    fn commands(script: &Script) -> Vec<String> {
+        script.calls.lock().unwrap().iter().map(|(command, _)| command.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn reads_in_chunks_until_eof_and_closes() {
+        let (client, script) = scripted(vec![
+            info(&[]),
+            json!({"return": 7}),
+            json!({"return": {"count": 3, "buf-b64": "YWJj", "eof": false}}),
+            json!({"return": {"count": 1, "buf-b64": "ZA==", "eof": true}}),
+            json!({"return": {}}),
+        ]);
+        assert_eq!(client.read_file("/etc/x").await.unwrap(), b"abcd");
+        assert_eq!(
+            commands(&script),
+            ["guest-info", "guest-file-open", "guest-file-read", "guest-file-read", "guest-file-close"]
+        );
+        let calls = script.calls.lock().unwrap();
+        assert_eq!(calls[1].1, Some(json!({"path": "/etc/x", "mode": "r"})));
+        assert_eq!(calls[2].1, Some(json!({"handle": 7, "count": 3})));
+        assert_eq!(calls[4].1, Some(json!({"handle": 7})));
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_still_closes_and_names_the_path() {
+        let (client, script) = scripted(vec![
+            info(&[]),
+            json!({"return": 7}),
+            json!({"error": {"class": "GenericError", "desc": "failed to read file: Input/output error"}}),
+            json!({"return": {}}),
+        ]);
+        let err = client.read_file("/etc/x").await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "guest-file-read /etc/x: guest agent error (GenericError): failed to read file: Input/output error"
+        );
+        assert_eq!(commands(&script).last().map(String::as_str), Some("guest-file-close"));
+    }
+
+    #[tokio::test]
+    async fn writes_in_chunks_and_refuses_before_opening_when_write_is_disabled() {
+        let (client, script) = scripted(vec![info(&["guest-file-write"])]);
+        let err = client.write_file("/config/x", b"data", WriteMode::Truncate).await.unwrap_err();
+        assert!(matches!(err, QgaError::NotSupported { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "guest-file-write /config/x: not supported by this guest agent: disabled in this guest agent (guest-info)"
+        );
+        assert_eq!(commands(&script), ["guest-info"]);
+
+        let config = QgaClientConfig { write_chunk: 2, ..QgaClientConfig::default() };
+        let script = Arc::new(Script::default());
+        script.replies.lock().unwrap().extend([
+            info(&[]),
+            json!({"return": 8}),
+            json!({"return": {"count": 2, "eof": false}}),
+            json!({"return": {"count": 1, "eof": false}}),
+            json!({"return": {}}),
+        ]);
+        let client = QgaClient::with_config(script.clone(), config);
+        client.write_file("/config/x", b"abc", WriteMode::Append).await.unwrap();
+        let calls = script.calls.lock().unwrap();
+        assert_eq!(calls[1].1, Some(json!({"path": "/config/x", "mode": "a"})));
+        assert_eq!(calls[2].1, Some(json!({"handle": 8, "buf-b64": "YWI="})));
+        assert_eq!(calls[3].1, Some(json!({"handle": 8, "buf-b64": "Yw=="})));
+        assert_eq!(calls[4].0, "guest-file-close");
+    }
+
+    #[tokio::test]
+    async fn exec_polls_until_the_program_exits() {
+        let (client, script) = scripted(vec![
+            info(&[]),
+            json!({"return": {"pid": 42}}),
+            json!({"return": {"exited": false}}),
+            json!({"return": {"exited": true, "exitcode": 0, "out-data": "b2sK"}}),
+        ]);
+        let output = client.exec(&ExecRequest::new("/bin/true", ["x"]).stdin(b"in".to_vec())).await.unwrap();
+        assert!(output.success());
+        assert_eq!((output.pid, output.stdout.as_slice()), (42, &b"ok\n"[..]));
+        assert_eq!(commands(&script), ["guest-info", "guest-exec", "guest-exec-status", "guest-exec-status"]);
+        assert_eq!(script.calls.lock().unwrap()[1].1.as_ref().unwrap()["input-data"], "aW4=");
+
+        // guest-info is asked once per client.
+        script
+            .replies
+            .lock()
+            .unwrap()
+            .extend([json!({"return": {"pid": 43}}), json!({"return": {"exited": true, "signal": 15}})]);
+        let output = client.exec(&ExecRequest::new("/bin/true", ["y"])).await.unwrap();
+        assert_eq!(output.signal, Some(15));
+        assert_eq!(commands(&script).len(), 6);
+    }
+
+    #[tokio::test]
+    async fn without_guest_info_the_commands_themselves_decide() {
+        let (client, script) = scripted(vec![
+            json!({"error": {"class": "CommandNotFound", "desc": "Command guest-info has been disabled"}}),
+            json!({"error": {"class": "CommandNotFound", "desc": "Command guest-exec has been disabled"}}),
+        ]);
+        let err = client.exec(&ExecRequest::new("/bin/true", [""; 0])).await.unwrap_err();
+        assert!(matches!(&err, QgaError::NotSupported { desc, .. } if desc.contains("guest-exec has been disabled")));
+        assert_eq!(commands(&script), ["guest-info", "guest-exec"]);
+    }
+}

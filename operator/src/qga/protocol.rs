@@ -430,6 +430,20 @@ mod tests {
     }
 
     #[test]
+    fn only_whitespace_leaves_nothing_pending() {
+        let mut d = FrameDecoder::default();
+        d.push(b" \r\n\t");
+        assert!(!d.has_pending());
+        d.push(b"{");
+        assert!(d.has_pending());
+        d.push(b"}");
+        assert!(d.has_pending());
+        assert_eq!(frames(&mut d), vec![msg("{}")]);
+        d.push(b"x");
+        assert!(d.has_pending());
+    }
+
+    #[test]
     fn reset_drops_everything() {
         let mut d = FrameDecoder::default();
         d.push(b"{\"return\": 1}{\"partial");
