@@ -297,8 +297,8 @@ async fn run(cli: Cli) -> Result<()> {
             print!("{}", pki.ca_pem());
         }
         Cmd::Qga(args) => {
-            // `exec` exits with the guest program's status.
-            let code = vrouter_operator::qga::cli::run(args).await?;
+            // Prints its own errors; `exec` exits with the guest program's status.
+            let code = vrouter_operator::qga::cli::run(args).await;
             if code != 0 {
                 std::process::exit(code);
             }

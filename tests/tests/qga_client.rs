@@ -413,8 +413,23 @@ fn the_qga_subcommand_pings_pushes_pulls_and_execs() {
     assert_eq!(stdout, "out\n");
     assert!(stderr.contains("err\n"), "{stderr}");
 
+    let input = local.path().join("input.txt");
+    std::fs::write(&input, "fed through stdin\n").unwrap();
+    let (code, stdout, stderr) = qga(&["exec", "--stdin", input.to_str().unwrap(), "--", "/bin/cat"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "fed through stdin\n");
+
+    let (code, stdout, stderr) = qga(&["osinfo"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("source: guest-get-osinfo"), "{stdout}");
+
+    // Failures to use the agent: the error, and ssh's exit code for its own failures.
     let missing = ga.scratch_path("missing");
     let (code, _, stderr) = qga(&["pull", &missing, target.to_str().unwrap()]);
-    assert_ne!(code, Some(0));
-    assert!(stderr.contains(&missing) && stderr.contains("No such file"), "{stderr}");
+    assert_eq!(code, Some(255));
+    assert!(stderr.contains(&format!("guest-file-open {missing}: ")) && stderr.contains("No such file"), "{stderr}");
+    let nowhere = local.path().join("no-agent.sock");
+    let out = Command::new(&bin).arg("qga").arg("--socket").arg(&nowhere).arg("ping").output().unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(nowhere.to_str().unwrap()));
 }
