@@ -153,6 +153,15 @@ async fn exec_returns_output_exit_codes_and_takes_input() {
     // A megabyte of output, base64 in the status reply.
     let out = client.exec(&ExecRequest::new("/bin/sh", ["-c", "head -c 1048576 /dev/urandom"])).await.unwrap();
     assert_eq!(out.stdout.len(), 1 << 20);
+    assert!(!out.stdout_truncated);
+
+    // More than qemu-ga keeps (16 MiB per stream): cut, and flagged.
+    let out =
+        client.exec(&ExecRequest::new("/bin/sh", ["-c", "head -c 17000000 /dev/zero; echo e >&2"])).await.unwrap();
+    assert!(out.success());
+    assert_eq!(out.stdout.len(), 16 << 20);
+    assert!(out.stdout_truncated && !out.stderr_truncated);
+    assert_eq!(out.stderr, b"e\n");
 
     if running_as_root() {
         let out = client.exec(&ExecRequest::new("/bin/sh", ["-c", "id -u; id -G"])).await.unwrap();
