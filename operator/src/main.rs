@@ -202,6 +202,8 @@ enum Cmd {
         #[command(flatten)]
         pki: PkiArgs,
     },
+    /// Talk to a QEMU guest agent directly, for diagnosing VMs on KVM hosts.
+    Qga(vrouter_operator::qga::cli::QgaArgs),
 }
 
 /// A Go duration (`90s`, `1m30s`) or a number of seconds.
@@ -350,6 +352,13 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Ca { pki } => {
             let pki = open_pki(&pki).await?;
             print!("{}", pki.ca_pem());
+        }
+        Cmd::Qga(args) => {
+            // Prints its own errors; `exec` exits with the guest program's status.
+            let code = vrouter_operator::qga::cli::run(args).await;
+            if code != 0 {
+                std::process::exit(code);
+            }
         }
     }
     Ok(())

@@ -1,22 +1,5 @@
-//! A debugging command line for the guest agent client, meant to be mounted as
-//! `vrouter-operator qga …`.
-//!
-//! Wiring it into a clap binary:
-//!
-//! ```ignore
-//! #[derive(clap::Subcommand)]
-//! enum Cmd {
-//!     /// Talk to a QEMU guest agent directly (debugging).
-//!     Qga(vrouter_operator::qga::cli::QgaArgs),
-//!     // ...
-//! }
-//!
-//! // In main, after parsing:
-//! Cmd::Qga(args) => {
-//!     let code = vrouter_operator::qga::cli::run(args).await?;
-//!     std::process::exit(code); // for `exec`: the guest program's exit status
-//! }
-//! ```
+//! `vrouter-operator qga …`: a debugging command line for the guest agent client, for people
+//! diagnosing VMs on KVM hosts (see `docs/qga.md`).
 //!
 //! Examples: `vrouter-operator qga --socket /run/qga.sock ping`,
 //! `... exec -- /bin/sh -c 'uname -a'`, `... push ./config.boot /config/config.boot`,
@@ -92,16 +75,32 @@ pub enum QgaCommand {
     },
 }
 
-/// Runs a `vrouter-operator qga` command, printing to this process's stdout and stderr. Returns
-/// the exit code for `std::process::exit`: 0, or for `exec` the guest program's status (its exit
-/// code, or 128 + the signal that killed it). Failures to talk to the agent are errors.
-pub async fn run(args: QgaArgs) -> Result<i32, QgaError> {
+/// The exit code when the agent could not be used (as `ssh` does for its own failures).
+pub const FAILURE_EXIT: i32 = 255;
+
+/// Runs a `vrouter-operator qga` command, printing to this process's stdout and stderr, and
+/// returns the exit code for `std::process::exit`: 0, or for `exec` the guest program's status
+/// (its exit code, or 128 + the signal that killed it). When the agent could not be used, the
+/// error is printed and the code is [`FAILURE_EXIT`].
+pub async fn run(args: QgaArgs) -> i32 {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
-    run_with_output(args, &mut out, &mut err).await
+    match run_with_output(args, &mut out, &mut err).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vrouter-operator qga: {e}");
+            if let QgaError::Timeout { .. } = e {
+                eprintln!(
+                    "hint: an agent channel serves one client at a time; while another one (libvirt, an operator) \
+                     holds it, this command waits in vain"
+                );
+            }
+            FAILURE_EXIT
+        }
+    }
 }
 
-/// [`run`], printing to `out` and `err`.
+/// [`run`], printing to `out` and `err`, and returning errors instead of printing them.
 pub async fn run_with_output(
     args: QgaArgs,
     out: &mut (dyn Write + Send),

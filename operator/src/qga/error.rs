@@ -28,7 +28,8 @@ pub enum QgaError {
     /// No answer in time. The command may still have run (or may still be running) in the guest.
     #[error("{command}: no answer from the guest agent within {after:?}")]
     Timeout {
-        /// The command that was sent (or `guest-sync-delimited` when resynchronising).
+        /// The command that was sent (or `guest-sync-delimited` when resynchronising), and what
+        /// it was about (see [`QgaError::about`]).
         command: String,
         /// The timeout.
         after: Duration,
@@ -37,7 +38,7 @@ pub enum QgaError {
     /// the wrong shape, undecodable base64.
     #[error("{command}: guest agent protocol error: {message}")]
     Protocol {
-        /// The command being answered.
+        /// The command being answered, and what it was about.
         command: String,
         /// What was wrong.
         message: String,
@@ -45,7 +46,7 @@ pub enum QgaError {
     /// A reply, file or output was larger than the configured limit.
     #[error("{command}: {what} exceeds the {limit}-byte limit")]
     TooLarge {
-        /// The command being answered.
+        /// The command being answered, and what it was about.
         command: String,
         /// What was too large.
         what: String,
@@ -55,7 +56,7 @@ pub enum QgaError {
     /// The agent answered with an error object.
     #[error("{command}: guest agent error ({class}): {desc}")]
     Agent {
-        /// The command that failed.
+        /// The command that failed, and what it was about.
         command: String,
         /// The agent's error class (usually `GenericError`).
         class: String,
@@ -65,7 +66,7 @@ pub enum QgaError {
     /// The agent does not know the command or it was disabled (`qemu-ga -b`, `--block-rpcs`).
     #[error("{command}: not supported by this guest agent: {desc}")]
     NotSupported {
-        /// The command.
+        /// The command, and what it was about.
         command: String,
         /// The agent's description.
         desc: String,
@@ -111,6 +112,41 @@ impl QgaError {
     pub fn protocol(command: &str, message: impl Into<String>) -> Self {
         QgaError::Protocol { command: command.to_owned(), message: message.into() }
     }
+
+    /// Names what the failed command was about (a guest path, a program) after the command, so
+    /// that `guest-file-read: failed to read file` becomes `guest-file-read /etc/x: ...`.
+    pub fn about(mut self, subject: &str) -> Self {
+        match &mut self {
+            QgaError::Timeout { command, .. }
+            | QgaError::Protocol { command, .. }
+            | QgaError::TooLarge { command, .. }
+            | QgaError::Agent { command, .. }
+            | QgaError::NotSupported { command, .. } => {
+                command.push(' ');
+                command.push_str(subject);
+            }
+            QgaError::Io { context, .. } => {
+                context.push(' ');
+                context.push_str(subject);
+            }
+            QgaError::Transport { message, .. } => *message = format!("{subject}: {message}"),
+            QgaError::ExecDeadline { .. } | QgaError::LocalIo { .. } => {}
+        }
+        self
+    }
+
+    /// The command an error names, without what it was about (`None` for errors that are not
+    /// about one command).
+    pub fn command(&self) -> Option<&str> {
+        match self {
+            QgaError::Timeout { command, .. }
+            | QgaError::Protocol { command, .. }
+            | QgaError::TooLarge { command, .. }
+            | QgaError::Agent { command, .. }
+            | QgaError::NotSupported { command, .. } => command.split(' ').next(),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +167,27 @@ mod tests {
         let e = QgaError::ExecDeadline { program: "/bin/sleep".into(), pid: 7, after: Duration::from_secs(2) };
         assert!(e.to_string().contains("may still be running"));
         assert_eq!(e.label(), "exec_deadline");
+    }
+
+    #[test]
+    fn about_adds_the_subject_after_the_command() {
+        let e =
+            QgaError::Agent { command: "guest-file-read".into(), class: "GenericError".into(), desc: "bad fd".into() }
+                .about("/etc/x y");
+        assert_eq!(e.to_string(), "guest-file-read /etc/x y: guest agent error (GenericError): bad fd");
+        assert_eq!(e.command(), Some("guest-file-read"));
+        let e = QgaError::Timeout { command: "guest-exec".into(), after: Duration::from_secs(1) }.about("/bin/true");
+        assert!(e.to_string().starts_with("guest-exec /bin/true: no answer"), "{e}");
+        let e = QgaError::Transport { target: "vm".into(), message: "exec failed".into() }.about("/x");
+        assert_eq!(e.to_string(), "guest agent transport vm: /x: exec failed");
+        let e = QgaError::Io {
+            target: "s".into(),
+            context: "read (guest-file-read)".into(),
+            source: std::io::Error::other("x"),
+        }
+        .about("/x");
+        assert_eq!(e.to_string(), "guest agent channel s: read (guest-file-read) /x: x");
+        assert_eq!(e.command(), None);
     }
 
     #[test]

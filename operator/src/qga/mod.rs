@@ -7,9 +7,9 @@
 //! - [`client`]: [`QgaClient`], typed calls on any transport.
 //! - [`info`], [`file`], [`exec`]: the types and reply parsing of those calls.
 //! - [`cli`]: the `vrouter-operator qga` debugging command.
-//! - [`error`]: the [`QgaError`] type.
+//! - [`error`]: the error type, [`QgaError`].
 //!
-//! See `docs/qga-client.md`.
+//! See `docs/qga.md`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), vrouter_operator::qga::QgaError> {

@@ -94,6 +94,12 @@ impl FrameDecoder {
         self.state == State::Idle
     }
 
+    /// Whether anything but whitespace arrived that was not taken yet: a frame, or part of an
+    /// object.
+    pub fn has_pending(&self) -> bool {
+        !self.frames.is_empty() || !self.is_idle()
+    }
+
     /// Consumes bytes read from the agent.
     pub fn push(&mut self, data: &[u8]) {
         for &byte in data {
@@ -421,6 +427,20 @@ mod tests {
         assert_eq!(got, vec![msg("{\"return\": ]")]);
         let Frame::Message(raw) = &got[0] else { unreachable!() };
         assert!(matches!(parse_reply("guest-ping", raw), Err(QgaError::Protocol { .. })));
+    }
+
+    #[test]
+    fn only_whitespace_leaves_nothing_pending() {
+        let mut d = FrameDecoder::default();
+        d.push(b" \r\n\t");
+        assert!(!d.has_pending());
+        d.push(b"{");
+        assert!(d.has_pending());
+        d.push(b"}");
+        assert!(d.has_pending());
+        assert_eq!(frames(&mut d), vec![msg("{}")]);
+        d.push(b"x");
+        assert!(d.has_pending());
     }
 
     #[test]

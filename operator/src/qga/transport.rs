@@ -139,9 +139,13 @@ impl UnixSocketTransport {
         timeout: Duration,
         deadline: Instant,
     ) -> Result<(), QgaError> {
+        let was_synced = conn.synced;
         conn.check_idle().map_err(|e| self.io_error("connection check", e))?;
         if conn.synced {
             return Ok(());
+        }
+        if was_synced {
+            tracing::warn!(socket = %self.path.display(), "unsolicited data from the guest agent");
         }
         let mut sync = Resync::random();
         tracing::debug!(socket = %self.path.display(), id = sync.id(), "resynchronising with the guest agent");
@@ -151,7 +155,7 @@ impl UnixSocketTransport {
         loop {
             while let Some(frame) = conn.decoder.next_frame() {
                 if sync.feed(&frame) {
-                    if conn.decoder.next_frame().is_some() || !conn.decoder.is_idle() {
+                    if conn.decoder.has_pending() {
                         tracing::warn!(socket = %self.path.display(), "unsolicited data after the sync reply, dropped");
                         conn.decoder.reset();
                     }
@@ -182,10 +186,8 @@ impl UnixSocketTransport {
                 match frame {
                     Frame::Message(raw) => {
                         let reply = protocol::parse_reply(command, &raw);
-                        let clean = !doubt
-                            && !matches!(reply, Err(QgaError::Protocol { .. }))
-                            && conn.decoder.next_frame().is_none()
-                            && conn.decoder.is_idle();
+                        let clean =
+                            !doubt && !matches!(reply, Err(QgaError::Protocol { .. })) && !conn.decoder.has_pending();
                         if clean {
                             conn.synced = true;
                         } else {
@@ -230,7 +232,8 @@ enum StreamError {
 
 impl Connection {
     /// Fails if the agent closed the connection; marks the stream as in doubt if unsolicited
-    /// data is waiting (which is consumed into the decoder, for the resync to drop).
+    /// data is waiting (which is consumed into the decoder, for the resync to drop). Whitespace,
+    /// such as the newline after the last reply arriving late, is no doubt.
     fn check_idle(&mut self) -> Result<(), std::io::Error> {
         // Bounded: a stream that never stops talking is resynchronised (and times out) instead.
         for _ in 0..16 {
@@ -238,7 +241,9 @@ impl Connection {
                 Ok(0) => return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "closed by the agent")),
                 Ok(n) => {
                     self.decoder.push(&self.buf[..n]);
-                    self.synced = false;
+                    if self.decoder.has_pending() {
+                        self.synced = false;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -272,9 +277,10 @@ impl Connection {
 #[async_trait]
 impl QgaTransport for UnixSocketTransport {
     async fn execute(&self, command: &str, arguments: Option<Value>, timeout: Duration) -> Result<Value, QgaError> {
-        let deadline = Instant::now() + timeout;
         let request = protocol::encode_request(command, arguments.as_ref());
         let mut slot = self.connection.lock().await;
+        // The timeout covers this command on the wire, not the wait for earlier callers' commands.
+        let deadline = Instant::now() + timeout;
         let mut retried = false;
         loop {
             let reused = slot.is_some();
