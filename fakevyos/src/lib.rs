@@ -19,6 +19,7 @@ pub mod edit;
 pub mod error;
 pub mod files;
 pub mod install;
+pub mod keepalived;
 pub mod layout;
 pub mod profile;
 pub mod save;
