@@ -55,8 +55,10 @@ fn leaf<'a>(tree: &'a Tree, group: &str, leaf: &str) -> Option<&'a String> {
 /// second `clock`.
 pub fn instances(tree: &Tree, states: &BTreeMap<String, u32>, clock: u64) -> Vec<Value> {
     let Some(groups) = tree.get(&["high-availability", "vrrp", "group"]) else { return Vec::new() };
-    let global_version: Option<u64> =
-        tree.values(&["high-availability", "vrrp", "global-parameters", "version"]).first().and_then(|v| v.parse().ok());
+    let global_version: Option<u64> = tree
+        .values(&["high-availability", "vrrp", "global-parameters", "version"])
+        .first()
+        .and_then(|v| v.parse().ok());
     let default_state = states.get("*").copied().unwrap_or(DEFAULT_STATE);
     let mut out = Vec::new();
     for group in groups.children() {
@@ -68,8 +70,10 @@ pub fn instances(tree: &Tree, states: &BTreeMap<String, u32>, clock: u64) -> Vec
         let interface = leaf(tree, name, "interface").cloned().unwrap_or_default();
         let vrid = number("vrid", 0);
         let priority = number("priority", 100);
-        let addresses: Vec<String> =
-            group.child("address").map(|a| a.children().iter().map(|n| n.name().to_owned()).collect()).unwrap_or_default();
+        let addresses: Vec<String> = group
+            .child("address")
+            .map(|a| a.children().iter().map(|n| n.name().to_owned()).collect())
+            .unwrap_or_default();
         let ipv6 = addresses.first().is_some_and(|a| a.contains(':'));
         // keepalived runs IPv6 instances as VRRPv3.
         let version = if ipv6 { 3 } else { global_version.unwrap_or(2) };
@@ -131,7 +135,10 @@ pub fn instances(tree: &Tree, states: &BTreeMap<String, u32>, clock: u64) -> Vec
         if !excluded.is_empty()
             && let Some(map) = data.as_object_mut()
         {
-            map.insert("evips".to_owned(), json!(excluded.iter().map(|a| format!("{a} dev {ifp} scope global")).collect::<Vec<_>>()));
+            map.insert(
+                "evips".to_owned(),
+                json!(excluded.iter().map(|a| format!("{a} dev {ifp} scope global")).collect::<Vec<_>>()),
+            );
         }
         out.push(json!({
             "data": data,
@@ -261,7 +268,8 @@ async fn serve(root: &Root, pid_file: &Path) -> Result<Output> {
 
     let sigjson = rustix::process::Signal::rt(SIGJSON_OFFSET)
         .ok_or_else(|| Error::Corrupt(format!("keepalived: no signal SIGRTMIN+{SIGJSON_OFFSET}")))?;
-    let handler = |kind: SignalKind| signal(kind).map_err(|e| Error::Corrupt(format!("keepalived: signal handler: {e}")));
+    let handler =
+        |kind: SignalKind| signal(kind).map_err(|e| Error::Corrupt(format!("keepalived: signal handler: {e}")));
     // Handlers first: a signal that arrives before them would terminate the process.
     let mut json = handler(SignalKind::from_raw(sigjson.as_raw()))?;
     let mut term = handler(SignalKind::terminate())?;

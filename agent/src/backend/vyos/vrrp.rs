@@ -104,9 +104,10 @@ pub fn configured_groups(tree: &Tree) -> Vec<ConfiguredGroup> {
 fn same_instance(live: &VrrpGroupStatus, group: &ConfiguredGroup) -> bool {
     live.vrid == group.vrid
         && (live.interface == group.interface
-            || live.interface.strip_prefix(&format!("{}v{}v", group.interface, group.vrid)).is_some_and(|rest| {
-                rest == "4" || rest == "6"
-            }))
+            || live
+                .interface
+                .strip_prefix(&format!("{}v{}v", group.interface, group.vrid))
+                .is_some_and(|rest| rest == "4" || rest == "6"))
 }
 
 /// Names keepalived's instances after the running configuration: an instance whose name is not
