@@ -182,6 +182,7 @@ pub fn apply(
     let changed = computed.new_active != *active;
     if changed {
         state::write_active(root, &computed.new_active)?;
+        crate::keepalived::sync(root, &computed.new_active, clock)?;
     }
     let failed: Vec<&str> = computed.failed.iter().map(|(p, _)| p.as_str()).collect();
     let mut details = format!("status={} via={} user={}", computed.status.name(), origin.via, origin.user);

@@ -17,6 +17,7 @@
 //! | `hold-lock SECONDS` | holds the commit lock (prints `locked` once it has it) |
 //! | `set-failures COUNT` | the next COUNT `my_set` calls fail with a bare `Set failed` (VyOS right after a commit) |
 //! | `bgp-state [PEER] STATE` | BGP session state `vtysh` reports (default peer: all) |
+//! | `vrrp-state [GROUP] STATE` | VRRP state the fake keepalived dumps (default group: all) |
 
 use std::io::Write;
 use std::time::Duration;
@@ -144,6 +145,20 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<Output> {
                 Ok(())
             })
         }
+        "vrrp-state" => {
+            let (group, value) = match rest {
+                [value] => ("*".to_owned(), value),
+                [group, value] => (group.clone(), value),
+                _ => return Err(usage("vrrp-state [GROUP] STATE")),
+            };
+            let code = crate::keepalived::parse_state(value).ok_or_else(|| {
+                usage(&format!("STATE must be INIT, BACKUP, MASTER, FAULT, STOP, DELETED or a number, not {value:?}"))
+            })?;
+            knob(ctx, |_, locked| {
+                locked.state.vrrp_state.insert(group.clone(), code);
+                Ok(())
+            })
+        }
         "reboot" => {
             timers::prelude(&ctx.root)?;
             knob(ctx, |root, locked| timers::reboot(root, locked, "ctl"))
@@ -247,6 +262,8 @@ fn status(ctx: &Ctx) -> Result<Output> {
         "failures": s.failures,
         "warnings": s.warnings,
         "bgp_state": s.bgp_state,
+        "vrrp_state": s.vrrp_state,
+        "keepalived_pid": crate::keepalived::running_pid(&ctx.root),
         "env_warnings": s.env_warnings,
         "events": state::events(&ctx.root)?,
     });

@@ -14,6 +14,7 @@ use crate::ctx::Ctx;
 use crate::edit::{self, Op};
 use crate::error::{Error, Output, Result};
 use crate::install;
+use crate::keepalived;
 use crate::layout::{self, Root};
 use crate::save;
 use crate::shell_api;
@@ -50,6 +51,7 @@ pub fn run(argv: &[String], env: BTreeMap<String, String>) -> Result<Output> {
         "vyos-merge-config.py" => save::merge_config(&ctx, args),
         "config-mgmt" => confirm::run(&ctx, args),
         "vtysh" => vtysh::run(&ctx, args),
+        "keepalived" => keepalived::daemon(&ctx, args),
         _ => Ok(Output::ok("")), // vyshim: not used by the double
     }
 }

@@ -166,5 +166,6 @@ pub fn install(options: &Options) -> Result<Output> {
         "installed",
         &format!("profile={} boot_id={boot_id}", profile.family.name()),
     )?;
+    crate::keepalived::restart(&root, &tree, initial.clock)?;
     Ok(Output::ok(""))
 }

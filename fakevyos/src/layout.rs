@@ -20,6 +20,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("config-mgmt", "usr/bin/config-mgmt"),
     ("vtysh", "usr/bin/vtysh"),
     ("vyshim", "usr/sbin/vyshim"),
+    ("keepalived", "usr/sbin/keepalived"),
 ];
 
 /// A fake root directory and the paths inside it.
@@ -117,6 +118,16 @@ impl Root {
     /// `/proc/sys/kernel/random/boot_id`.
     pub fn boot_id_file(&self) -> PathBuf {
         self.join("proc/sys/kernel/random/boot_id")
+    }
+
+    /// keepalived's pid file, `/run/keepalived/keepalived.pid`.
+    pub fn keepalived_pid(&self) -> PathBuf {
+        self.join("run/keepalived/keepalived.pid")
+    }
+
+    /// keepalived's JSON dump, `/tmp/keepalived.json`.
+    pub fn keepalived_dump(&self) -> PathBuf {
+        self.join("tmp/keepalived.json")
     }
 
     /// The double's own directory.

@@ -5,7 +5,8 @@
 //! depends on: config sessions (`cli-shell-api`, `my_set`, `my_delete`, `my_comment`,
 //! `my_discard`), commits with the commit lock, partial failures, the archive and post-commit
 //! hooks (`my_commit`), commit-confirm on a controllable clock (`config-mgmt`), showing,
-//! saving and loading configurations, version profiles, boot gating and `vtysh` summaries.
+//! saving and loading configurations, version profiles, boot gating, `vtysh` summaries and a
+//! keepalived daemon answering its JSON-dump signal.
 //! All state is on disk under the root; every invocation is its own process.
 //! docs/fakevyos.md describes the layout, the commands and the deviations from VyOS.
 
@@ -19,6 +20,7 @@ pub mod edit;
 pub mod error;
 pub mod files;
 pub mod install;
+pub mod keepalived;
 pub mod layout;
 pub mod profile;
 pub mod save;

@@ -443,6 +443,28 @@ protocols bgp address-family ipv4-unicast network : tag : ipv4net
 protocols bgp address-family ipv6-unicast network : tag : ipv6net
 protocols bgp address-family ipv4-unicast redistribute connected : node
 protocols bgp address-family ipv4-unicast redistribute static : node
+high-availability vrrp global-parameters version : leaf : enum:2,3
+high-availability vrrp group : tag : re:^[-_A-Za-z0-9.]{1,100}$
+high-availability vrrp group * interface : leaf : name
+high-availability vrrp group * vrid : leaf : range:1-255
+high-availability vrrp group * priority : leaf : range:1-255
+high-availability vrrp group * advertise-interval : leaf : range:1-255
+high-availability vrrp group * description : leaf : text
+high-availability vrrp group * disable : flag
+high-availability vrrp group * no-preempt : flag
+high-availability vrrp group * preempt-delay : leaf : range:0-1000
+high-availability vrrp group * hello-source-address : leaf : ipv4|ipv6
+high-availability vrrp group * peer-address : leaf : ipv4|ipv6
+high-availability vrrp group * rfc3768-compatibility : flag
+high-availability vrrp group * address : tag : ipv4prefix|ipv6prefix
+high-availability vrrp group * address * interface : leaf : name
+high-availability vrrp group * excluded-address : multi : ipv4prefix|ipv6prefix
+high-availability vrrp group * authentication password : leaf : re:^.{1,8}$
+high-availability vrrp group * authentication type : leaf : enum:plaintext-password,ah
+high-availability vrrp group * track exclude-vrrp-interface : flag
+high-availability vrrp group * track interface : multi : name
+high-availability vrrp sync-group : tag : re:^[-_A-Za-z0-9.]{1,100}$
+high-availability vrrp sync-group * member : multi : re:^[-_A-Za-z0-9.]{1,100}$
 service ssh : node
 service ssh port : multi : range:1-65535
 service ssh listen-address : multi : ipv4|ipv6

@@ -93,6 +93,10 @@ pub struct State {
     /// right after a commit while the lock is still held (vyos.md §9.1, T9218).
     #[serde(default)]
     pub transient_set_failures: u32,
+    /// keepalived's numeric VRRP state per group name (key `*`: every group), for the fake
+    /// keepalived's JSON dump.
+    #[serde(default)]
+    pub vrrp_state: BTreeMap<String, u32>,
 }
 
 impl State {
@@ -109,6 +113,7 @@ impl State {
             bgp_state: BTreeMap::new(),
             env_warnings: BTreeSet::new(),
             transient_set_failures: 0,
+            vrrp_state: BTreeMap::new(),
         }
     }
 }

@@ -77,6 +77,7 @@ pub fn reboot(root: &Root, locked: &mut Locked, reason: &str) -> Result<()> {
     state::write_active(root, &tree)?;
     session::wipe_all(root)?;
     files::empty_dir(&root.tmp_dir())?;
+    crate::keepalived::restart(root, &tree, clock)?;
     let boot_id = state::new_boot_id(root)?;
     locked.state.confirm = None;
     locked.state.boot_complete_at = locked.state.boot_time.map(|t| clock + t);

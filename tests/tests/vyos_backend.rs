@@ -305,3 +305,86 @@ fn one_shot_local_apply_and_show_with_the_real_binary() {
     );
     assert_eq!(fake.active().values(&["system", "host-name"]), ["edge-1"]);
 }
+
+/// Two VRRP groups (IPv4, and IPv6 with an RFC 3768 macvlan) plus a disabled one.
+const VRRP: &str = "high-availability {\n    vrrp {\n        group LAN {\n            address 192.0.2.1/24 {\n            }\n            \
+interface \"eth1\"\n            priority \"200\"\n            vrid \"10\"\n        }\n        group LAN6 {\n            \
+address 2001:db8::1/64 {\n            }\n            interface \"eth1\"\n            rfc3768-compatibility\n            vrid \"11\"\n        }\n        \
+group OFF {\n            disable\n            interface \"eth2\"\n            vrid \"12\"\n        }\n    }\n}\n\
+interfaces {\n    ethernet eth1 {\n        address \"192.0.2.2/24\"\n    }\n}\n";
+
+/// Waits for a status report from the agent whose VRRP groups are `want`
+/// (name, interface, vrid, state).
+async fn vrrp_status(
+    events: &mut tokio::sync::broadcast::Receiver<vrouter_operator::hub::HubEvent>,
+    want: &[(&str, &str, u32, &str)],
+) -> vrouter_proto::v1::StatusReport {
+    let mut last = None;
+    let found = tokio::time::timeout(SECS, async {
+        loop {
+            match events.recv().await {
+                Ok(vrouter_operator::hub::HubEvent::Status { report, .. }) => {
+                    let got: Vec<(&str, &str, u32, &str)> = report
+                        .vrrp_groups
+                        .iter()
+                        .map(|g| (g.name.as_str(), g.interface.as_str(), g.vrid, g.state.as_str()))
+                        .collect();
+                    if got == want {
+                        return *report;
+                    }
+                    last = Some(report.vrrp_groups.clone());
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("hub events: {e}"),
+            }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no status with VRRP groups {want:?}; the last had {last:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_vrrp_groups_from_keepalived() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = vrouter_operator::hub::HubConfig { status_interval: Duration::from_secs(1), ..fast_hub() };
+    let op = TestOperator::start(&tmp.path().join("op"), hub, PkiConfig::default(), None).await;
+    let mut events = op.hub.subscribe();
+    let fake = FakeVyos::install(&tmp.path().join("router"), "rolling");
+    let mut options = agent_options(&op);
+    options.vyos = Some(fake.backend());
+    let agent = TestAgent::start(&op, "r1", &tmp.path().join("agent"), options).await;
+    wait_until(SECS, "connected", || async { agent.connected() }).await;
+
+    // No VRRP configured: no keepalived, an empty list (and a report all the same).
+    let report = vrrp_status(&mut events, &[]).await;
+    assert!(!report.running_digest.is_empty());
+    assert!(fake.status()["keepalived_pid"].is_null());
+
+    let r = op.hub.apply(&agent.id, apply_request("rev-vrrp", VRRP, ConfigPolicy::Merge), SECS).await.unwrap();
+    assert_eq!(outcome(&r), ApplyOutcome::Applied, "{r:?}");
+    assert!(fake.status()["keepalived_pid"].is_u64(), "the commit started keepalived: {}", fake.status());
+    let backup = [("LAN", "eth1", 10, "BACKUP"), ("LAN6", "eth1", 11, "BACKUP"), ("OFF", "eth2", 12, "DISABLED")];
+    vrrp_status(&mut events, &backup).await;
+
+    fake.ctl(&["vrrp-state", "LAN", "MASTER"]);
+    fake.ctl(&["vrrp-state", "LAN6", "FAULT"]);
+    vrrp_status(
+        &mut events,
+        &[("LAN", "eth1", 10, "MASTER"), ("LAN6", "eth1", 11, "FAULT"), ("OFF", "eth2", 12, "DISABLED")],
+    )
+    .await;
+    // A state number keepalived may add later.
+    fake.ctl(&["vrrp-state", "LAN", "7"]);
+    vrrp_status(
+        &mut events,
+        &[("LAN", "eth1", 10, "UNKNOWN"), ("LAN6", "eth1", 11, "FAULT"), ("OFF", "eth2", 12, "DISABLED")],
+    )
+    .await;
+
+    // keepalived gone (config removed by hand): the list empties, the reports go on.
+    fake.ctl(&["manual-commit", "delete high-availability"]);
+    assert!(fake.status()["keepalived_pid"].is_null());
+    vrrp_status(&mut events, &[]).await;
+    agent.stop().await;
+    op.stop().await;
+}

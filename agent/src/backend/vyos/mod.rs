@@ -11,6 +11,7 @@
 mod output;
 mod platform;
 mod sysfs;
+pub mod vrrp;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::{broadcast, watch};
 use vrouter_proto::caps;
-use vrouter_proto::v1::{BgpNeighborStatus, FailureKind, OsInfo, StatusReport};
+use vrouter_proto::v1::{BgpNeighborStatus, FailureKind, OsInfo, StatusReport, VrrpGroupStatus};
 use vyos_config::{Command, Config, Op, Tree, digest};
 
 use super::{Backend, BackendError, BackendEvent, CommitOptions, CommitReport};
@@ -44,6 +45,9 @@ const HOOK_DIR: &str = "config/scripts/commit/post-hooks.d";
 const HOOK_NAME: &str = "99-vrouter-agent";
 /// Retries of an edit VyOS refused with a bare `Set failed`.
 const SET_RETRIES: usize = 3;
+/// Longest wait for keepalived's VRRP dump (VyOS's `show vrrp` waits 30 s; a status report
+/// should not stall that long).
+const VRRP_DUMP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The environment `ConfigSession` adds (`inject_vyos_env`, vyos.md §3.1).
 const VYOS_ENV: &[(&str, &str)] = &[
@@ -97,6 +101,8 @@ pub struct VyosBackend {
     /// A commit-confirm timer this agent started is running (a soft revert shows up as someone
     /// else's commit while it runs).
     confirm_pending: std::sync::atomic::AtomicBool,
+    /// One keepalived dump at a time (each removes the dump file before signalling).
+    vrrp_dump: tokio::sync::Mutex<()>,
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> BackendError {
@@ -136,6 +142,7 @@ impl VyosBackend {
             events,
             network,
             confirm_pending: Default::default(),
+            vrrp_dump: Default::default(),
         });
         backend.install_hook()?;
         Ok(backend)
@@ -236,6 +243,23 @@ impl VyosBackend {
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
         Ok(Output { ok: out.status.success(), text })
+    }
+
+    /// VRRP groups of the running configuration with keepalived's state (see [`vrrp`]). Without
+    /// configured groups keepalived is not asked; when it cannot answer, only disabled groups
+    /// are listed.
+    async fn vrrp_status(&self, active: &Tree) -> Vec<VrrpGroupStatus> {
+        let configured = vrrp::configured_groups(active);
+        let mut live = Vec::new();
+        if configured.iter().any(|g| !g.disabled) {
+            let _one = self.vrrp_dump.lock().await;
+            match vrrp::dump(&self.config.root, VRRP_DUMP_TIMEOUT).await {
+                Ok(json) => live = vrrp::vrrp_groups(&json),
+                Err(e @ vrrp::DumpError::NotRunning(_)) => tracing::debug!(error = %e, "no VRRP state"),
+                Err(e) => tracing::warn!(error = %e, "no VRRP state"),
+            }
+        }
+        vrrp::with_config_names(live, &configured)
     }
 
     /// Waits until no commit holds VyOS's commit lock (vyos.md §9.1).
@@ -476,6 +500,7 @@ impl Backend for VyosBackend {
         {
             bgp_neighbors = bgp_summary(&out.text);
         }
+        let vrrp_groups = self.vrrp_status(&active).await;
         let uptime = std::fs::read_to_string(self.path("proc/uptime"))
             .ok()
             .and_then(|u| u.split_whitespace().next().and_then(|s| s.parse::<f64>().ok()))
@@ -487,6 +512,7 @@ impl Backend for VyosBackend {
             boot_id: self.boot_id().await,
             interfaces,
             bgp_neighbors,
+            vrrp_groups,
             running_digest: digest(&active).to_string(),
             config_saved: self.saved().await.unwrap_or(false),
             boot_complete: self.ready().await.is_ok(),
