@@ -30,8 +30,10 @@ pub mod error;
 pub mod exec;
 pub mod file;
 pub mod info;
+pub mod kubevirt;
 pub mod protocol;
 pub mod provider;
+pub mod proxmox;
 pub mod transport;
 
 pub use client::{QgaClient, QgaClientConfig};
@@ -39,5 +41,6 @@ pub use error::QgaError;
 pub use exec::{ExecOutput, ExecRequest};
 pub use file::WriteMode;
 pub use info::{GuestCommand, GuestInfo, OsInfo, OsInfoSource};
+pub use kubevirt::{KubePodExec, KubevirtProvider, KubevirtTransport, PodExec};
 pub use provider::{LibvirtProvider, VmProvider, VmState};
 pub use transport::{QgaTransport, UnixSocketConfig, UnixSocketTransport};
