@@ -7,7 +7,7 @@
 //! - [`client`]: [`QgaClient`], typed calls on any transport.
 //! - [`info`], [`file`], [`exec`]: the types and reply parsing of those calls.
 //! - [`cli`]: the `vrouter-operator qga` debugging command.
-//! - [`error`]: [`QgaError`].
+//! - [`error`]: the error type, [`QgaError`].
 //!
 //! See `docs/qga-client.md`.
 //!
@@ -43,4 +43,5 @@ pub use file::WriteMode;
 pub use info::{GuestCommand, GuestInfo, OsInfo, OsInfoSource};
 pub use kubevirt::{KubePodExec, KubevirtProvider, KubevirtTransport, PodExec};
 pub use provider::{LibvirtProvider, VmProvider, VmState};
+pub use proxmox::{ApiToken, ProxmoxApi, ProxmoxProvider, ProxmoxTransport};
 pub use transport::{QgaTransport, UnixSocketConfig, UnixSocketTransport};

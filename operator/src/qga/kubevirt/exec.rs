@@ -23,7 +23,8 @@ pub trait PodExec: Send + Sync {
     /// Runs `argv` (no shell) in `container` of pod `namespace/pod` and returns stdout, stderr
     /// and how it ended. Failing to start the exec is a [`QgaError::Transport`]; stdout above
     /// [`MAX_STDOUT`] is a [`QgaError::TooLarge`]. Callers bound the time it takes.
-    async fn exec(&self, namespace: &str, pod: &str, container: &str, argv: &[String]) -> Result<VirshOutput, QgaError>;
+    async fn exec(&self, namespace: &str, pod: &str, container: &str, argv: &[String])
+    -> Result<VirshOutput, QgaError>;
 }
 
 /// [`PodExec`] through the Kubernetes API (needs `create` on `pods/exec`).
@@ -47,7 +48,13 @@ impl KubePodExec {
 
 #[async_trait]
 impl PodExec for KubePodExec {
-    async fn exec(&self, namespace: &str, pod: &str, container: &str, argv: &[String]) -> Result<VirshOutput, QgaError> {
+    async fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        argv: &[String],
+    ) -> Result<VirshOutput, QgaError> {
         let target = format!("pod {namespace}/{pod} (container {container})");
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let params = AttachParams::default()

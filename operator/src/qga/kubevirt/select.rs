@@ -137,7 +137,9 @@ pub fn choose_pod<'a>(status: &VmiStatus, pods: &'a [LauncherPod]) -> Result<&'a
         .filter(|pod| pod.node.as_deref() == Some(node))
         // activePods lists the pods that may hold the domain; an empty map (older KubeVirt)
         // restricts nothing.
-        .filter(|pod| status.active_pods.is_empty() || status.active_pods.get(&pod.uid).map(String::as_str) == Some(node))
+        .filter(|pod| {
+            status.active_pods.is_empty() || status.active_pods.get(&pod.uid).map(String::as_str) == Some(node)
+        })
         .collect();
     if let Some(preferred) = status.preferred_pod()
         && let Some(pod) = candidates.iter().find(|pod| pod.name == preferred)
@@ -252,10 +254,8 @@ mod tests {
 
     #[test]
     fn during_a_migration_the_source_pod_holds_the_domain() {
-        let pods = [
-            pod("virt-launcher-r1-bbbbb", "b", "n2", "Running"),
-            pod("virt-launcher-r1-aaaaa", "a", "n1", "Running"),
-        ];
+        let pods =
+            [pod("virt-launcher-r1-bbbbb", "b", "n2", "Running"), pod("virt-launcher-r1-aaaaa", "a", "n1", "Running")];
         let mut status = running_on("n1");
         status.active_pods = BTreeMap::from([("a".into(), "n1".into()), ("b".into(), "n2".into())]);
         status.migration_state = Some(migration(false, false));
@@ -268,10 +268,8 @@ mod tests {
 
     #[test]
     fn after_a_completed_migration_the_target_pod_holds_it() {
-        let pods = [
-            pod("virt-launcher-r1-aaaaa", "a", "n1", "Running"),
-            pod("virt-launcher-r1-bbbbb", "b", "n2", "Running"),
-        ];
+        let pods =
+            [pod("virt-launcher-r1-aaaaa", "a", "n1", "Running"), pod("virt-launcher-r1-bbbbb", "b", "n2", "Running")];
         let mut status = running_on("n2");
         status.active_pods = BTreeMap::from([("a".into(), "n1".into()), ("b".into(), "n2".into())]);
         status.migration_state = Some(migration(true, false));
@@ -282,10 +280,8 @@ mod tests {
     fn the_preferred_pod_must_still_be_a_candidate() {
         // The migration state names the target, but the VMI still reports the source node (the
         // status lags): the running pod on the reported node wins.
-        let pods = [
-            pod("virt-launcher-r1-aaaaa", "a", "n1", "Running"),
-            pod("virt-launcher-r1-bbbbb", "b", "n2", "Running"),
-        ];
+        let pods =
+            [pod("virt-launcher-r1-aaaaa", "a", "n1", "Running"), pod("virt-launcher-r1-bbbbb", "b", "n2", "Running")];
         let mut status = running_on("n1");
         status.migration_state = Some(migration(true, false));
         assert_eq!(choose_pod(&status, &pods).unwrap().name, "virt-launcher-r1-aaaaa");

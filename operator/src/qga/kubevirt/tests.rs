@@ -14,7 +14,8 @@ use super::*;
 use crate::qga::{QgaClient, QgaClientConfig};
 
 const VMI: &str = "/apis/kubevirt.io/v1/namespaces/net/virtualmachineinstances/r1";
-const PODS: &str = "/api/v1/namespaces/net/pods?&labelSelector=kubevirt.io%3Dvirt-launcher%2Ckubevirt.io%2Fcreated-by%3Duid-r1";
+const PODS: &str =
+    "/api/v1/namespaces/net/pods?&labelSelector=kubevirt.io%3Dvirt-launcher%2Ckubevirt.io%2Fcreated-by%3Duid-r1";
 
 /// One expected API call and the answer.
 struct Expect {
@@ -99,10 +100,13 @@ fn completed_migration() -> Value {
            "sourceNode": "n1", "targetNode": "n2", "completed": true})
 }
 
+/// namespace, pod, container, argv.
+type ExecCall = (String, String, String, Vec<String>);
+
 /// A [`PodExec`] that records what it was asked and answers with canned virsh outputs.
 #[derive(Default)]
 struct FakeExec {
-    calls: Mutex<Vec<(String, String, String, Vec<String>)>>,
+    calls: Mutex<Vec<ExecCall>>,
     outputs: Mutex<Vec<VirshOutput>>,
     hang: bool,
 }
@@ -115,7 +119,13 @@ impl FakeExec {
 
 #[async_trait]
 impl PodExec for FakeExec {
-    async fn exec(&self, namespace: &str, pod: &str, container: &str, argv: &[String]) -> Result<VirshOutput, QgaError> {
+    async fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        argv: &[String],
+    ) -> Result<VirshOutput, QgaError> {
         self.calls.lock().unwrap().push((namespace.into(), pod.into(), container.into(), argv.to_vec()));
         if self.hang {
             std::future::pending::<()>().await;
@@ -167,11 +177,7 @@ async fn during_a_migration_the_source_pod_is_used() {
     let state = provider.state().await.unwrap();
     assert_eq!(
         state,
-        VmState {
-            running: true,
-            location: Some("n1/virt-launcher-r1-aaaaa".into()),
-            instance: Some("uid-r1".into())
-        }
+        VmState { running: true, location: Some("n1/virt-launcher-r1-aaaaa".into()), instance: Some("uid-r1".into()) }
     );
     let transport = provider.transport().await.unwrap();
     assert!(transport.target().contains("virt-launcher-r1-aaaaa"), "{}", transport.target());
@@ -194,10 +200,8 @@ async fn a_missing_vmi_means_not_running() {
 
 #[tokio::test]
 async fn a_vmi_that_is_not_running_yet_has_no_transport() {
-    let (client, api) = mock(vec![
-        expect("GET", VMI, vmi("Scheduled", "n1", None)),
-        expect("GET", VMI, vmi("Scheduled", "n1", None)),
-    ]);
+    let (client, api) =
+        mock(vec![expect("GET", VMI, vmi("Scheduled", "n1", None)), expect("GET", VMI, vmi("Scheduled", "n1", None))]);
     let provider = KubevirtProvider::with_exec(client, "net", "r1", FakeExec::answering(vec![]));
     let state = provider.state().await.unwrap();
     assert_eq!(state, VmState { running: false, location: Some("n1".into()), instance: Some("uid-r1".into()) });
@@ -219,7 +223,10 @@ async fn api_errors_name_the_vm_and_the_call() {
     let err = provider.state().await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, QgaError::Transport { .. }), "{err:?}");
-    assert!(text.contains("kubevirt vm/net/r1") && text.contains("VirtualMachineInstance") && text.contains("forbidden"), "{text}");
+    assert!(
+        text.contains("kubevirt vm/net/r1") && text.contains("VirtualMachineInstance") && text.contains("forbidden"),
+        "{text}"
+    );
     api.await.unwrap();
 }
 
@@ -234,7 +241,11 @@ async fn the_exec_request_carries_the_container_and_the_argv_in_order() {
             method: "GET",
             uri: String::new(),
             code: 403,
-            respond: status(403, "Forbidden", "pods \"virt-launcher-r1-bbbbb\" is forbidden: cannot create resource \"pods/exec\""),
+            respond: status(
+                403,
+                "Forbidden",
+                "pods \"virt-launcher-r1-bbbbb\" is forbidden: cannot create resource \"pods/exec\"",
+            ),
         },
     ]);
     let provider = KubevirtProvider::new(client, "net", "r1");
@@ -308,16 +319,23 @@ async fn a_whole_file_round_trip_through_virsh_outputs() {
     let calls = fake.calls.lock().unwrap();
     let commands: Vec<Value> = calls.iter().map(|(_, _, _, argv)| serde_json::from_str(&argv[5]).unwrap()).collect();
     assert_eq!(commands[0], json!({"execute": "guest-file-open", "arguments": {"path": "/tmp/x", "mode": "w"}}));
-    assert_eq!(commands[1], json!({"execute": "guest-file-write", "arguments": {"handle": 1000, "buf-b64": "aGVsbG8="}}));
+    assert_eq!(
+        commands[1],
+        json!({"execute": "guest-file-write", "arguments": {"handle": 1000, "buf-b64": "aGVsbG8="}})
+    );
     assert_eq!(commands[2], json!({"execute": "guest-file-close", "arguments": {"handle": 1000}}));
 }
 
 #[tokio::test]
 async fn virsh_errors_become_clear_qga_errors() {
     let fake = FakeExec::answering(vec![
-        failed("error: internal error: unable to execute QEMU agent command 'guest-get-osinfo': The command guest-get-osinfo has not been found"),
+        failed(
+            "error: internal error: unable to execute QEMU agent command 'guest-get-osinfo': The command guest-get-osinfo has not been found",
+        ),
         failed("error: Guest agent is not responding: QEMU guest agent is not connected"),
-        failed("error: internal error: unable to execute QEMU agent command 'guest-file-open': Failed to open file '/x': No such file or directory"),
+        failed(
+            "error: internal error: unable to execute QEMU agent command 'guest-file-open': Failed to open file '/x': No such file or directory",
+        ),
     ]);
     let transport = transport_with(fake);
     let timeout = Duration::from_secs(3);

@@ -205,14 +205,17 @@ mod tests {
 
     #[test]
     fn argv_has_the_request_as_one_argument() {
-        let request = request_json("guest-exec", Some(&json!({"path": "/bin/sh", "arg": ["-c", "echo '$x'; reboot"]})))
-            .unwrap();
+        let request =
+            request_json("guest-exec", Some(&json!({"path": "/bin/sh", "arg": ["-c", "echo '$x'; reboot"]}))).unwrap();
         assert!(!request.ends_with('\n'));
         let argv = argv(&domain_name("net", "r1"), &request, Duration::from_millis(2500));
         assert_eq!(argv.len(), 6);
         assert_eq!(argv[..5], ["virsh", "qemu-agent-command", "--timeout", "3", "net_r1"]);
         let sent: Value = serde_json::from_str(&argv[5]).unwrap();
-        assert_eq!(sent, json!({"execute": "guest-exec", "arguments": {"path": "/bin/sh", "arg": ["-c", "echo '$x'; reboot"]}}));
+        assert_eq!(
+            sent,
+            json!({"execute": "guest-exec", "arguments": {"path": "/bin/sh", "arg": ["-c", "echo '$x'; reboot"]}})
+        );
         assert_eq!(request_json("guest-ping", None).unwrap(), r#"{"execute":"guest-ping"}"#);
     }
 
@@ -250,7 +253,11 @@ mod tests {
         let err = interpret(
             "guest-x",
             "t",
-            &out(r#"{"error":{"class":"CommandNotFound","desc":"The command guest-x has not been found"}}"#, "", ExecExit::Success),
+            &out(
+                r#"{"error":{"class":"CommandNotFound","desc":"The command guest-x has not been found"}}"#,
+                "",
+                ExecExit::Success,
+            ),
         )
         .unwrap_err();
         assert!(matches!(err, QgaError::NotSupported { .. }), "{err:?}");
@@ -294,7 +301,8 @@ mod tests {
             "The command guest-exec has been disabled for this instance",
             "The command has not been found",
         ] {
-            let stderr = format!("error: internal error: unable to execute QEMU agent command 'guest-get-osinfo': {desc}");
+            let stderr =
+                format!("error: internal error: unable to execute QEMU agent command 'guest-get-osinfo': {desc}");
             match interpret("guest-get-osinfo", "t", &out("", &stderr, ExecExit::Code(1))).unwrap_err() {
                 QgaError::NotSupported { command, desc: got } => {
                     assert_eq!(command, "guest-get-osinfo");
@@ -308,9 +316,17 @@ mod tests {
     #[test]
     fn virsh_and_exec_failures_are_transport_errors_that_say_why() {
         let cases = [
-            ("error: Guest agent is not responding: QEMU guest agent is not connected", ExecExit::Code(1), "does not answer"),
+            (
+                "error: Guest agent is not responding: QEMU guest agent is not connected",
+                ExecExit::Code(1),
+                "does not answer",
+            ),
             ("error: Requested operation is not valid: domain is not running", ExecExit::Code(1), "not running"),
-            ("error: failed to get domain 'net_r1'\nerror: Domain not found: no domain with matching name", ExecExit::Code(1), "does not know the domain"),
+            (
+                "error: failed to get domain 'net_r1'\nerror: Domain not found: no domain with matching name",
+                ExecExit::Code(1),
+                "does not know the domain",
+            ),
             ("sh: virsh: not found", ExecExit::Code(127), "could not be run"),
             ("something odd", ExecExit::Code(3), "status 3: something odd"),
             ("", ExecExit::Code(2), "(nothing on stderr)"),
@@ -353,13 +369,13 @@ mod tests {
             ExecExit::from_status(Some(&code("x"))),
             ExecExit::Failed("command terminated with non-zero exit code".into())
         );
-        let failed = Status {
-            status: Some("Failure".into()),
-            message: Some("container not found".into()),
-            ..Status::default()
-        };
+        let failed =
+            Status { status: Some("Failure".into()), message: Some("container not found".into()), ..Status::default() };
         assert_eq!(ExecExit::from_status(Some(&failed)), ExecExit::Failed("container not found".into()));
-        assert_eq!(ExecExit::from_status(Some(&Status::default())), ExecExit::Failed("exec failed without a message".into()));
+        assert_eq!(
+            ExecExit::from_status(Some(&Status::default())),
+            ExecExit::Failed("exec failed without a message".into())
+        );
         assert_eq!(ExecExit::from_status(None), ExecExit::Unknown);
     }
 }
