@@ -133,7 +133,7 @@ pub enum ApiError {
         /// (it may be down, and the VM elsewhere).
         node_unreachable: bool,
     },
-    /// No answer in time, and the request may have had an effect, so it was not repeated.
+    /// No answer in time (for a request that may have had an effect, it was not repeated).
     #[error("{endpoint}: no answer within the deadline")]
     Timeout {
         /// The endpoint.
@@ -323,14 +323,28 @@ impl ProxmoxApi {
         let first = self.preferred.load(Ordering::Relaxed) % count.max(1);
         let mut attempts = Vec::new();
         let mut node_unreachable = true;
-        for i in (0..count).map(|k| (first + k) % count) {
+        let mut timed_out = None;
+        for (tried, i) in (0..count).map(|k| (k, (first + k) % count)) {
             let endpoint = &self.endpoints[i];
             if Instant::now() >= deadline {
+                // Out of time: a timeout, if that is what used the time up.
+                if let Some(endpoint) = timed_out {
+                    return Err(ApiError::Timeout { endpoint });
+                }
                 attempts.push(format!("{endpoint}: not tried, deadline reached"));
                 node_unreachable = false;
                 break;
             }
-            let attempt = self.attempt(endpoint, &method, path, body.clone(), deadline).await;
+            // A request that may fail over leaves the endpoints after this one their share of the
+            // time, so a silent endpoint does not use it all up.
+            let until = if idempotent {
+                let now = Instant::now();
+                let left = u32::try_from(count - tried).unwrap_or(1).max(1);
+                now + (deadline - now) / left
+            } else {
+                deadline
+            };
+            let attempt = self.attempt(endpoint, &method, path, body.clone(), until).await;
             match attempt {
                 Attempt::Answered { status, data, .. } if (200..300).contains(&status) => {
                     self.preferred.store(i, Ordering::Relaxed);
@@ -339,6 +353,9 @@ impl ProxmoxApi {
                 ref other if fail_over(other, idempotent) => {
                     tracing::debug!(%endpoint, %path, attempt = ?other, "Proxmox endpoint failed, trying the next");
                     node_unreachable &= matches!(other, Attempt::Answered { status: 595 | 596, .. });
+                    if *other == Attempt::TimedOut {
+                        timed_out = Some(endpoint.clone());
+                    }
                     attempts.push(describe(endpoint, other));
                 }
                 Attempt::Answered { status, message, .. } => {
@@ -355,7 +372,10 @@ impl ProxmoxApi {
                 }
             }
         }
-        Err(ApiError::Unreachable { attempts, node_unreachable })
+        match timed_out {
+            Some(endpoint) if Instant::now() >= deadline => Err(ApiError::Timeout { endpoint }),
+            _ => Err(ApiError::Unreachable { attempts, node_unreachable }),
+        }
     }
 
     async fn attempt(

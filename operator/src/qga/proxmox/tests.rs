@@ -675,3 +675,26 @@ fn fake_answers_use_latin1_like_pve() {
     assert_eq!(status, StatusCode::OK.as_u16());
     assert_eq!(codec::file_read_content(&body["data"]).unwrap().0, [0xc3, 0xa9]);
 }
+
+#[tokio::test]
+async fn a_silent_endpoint_costs_its_share_of_the_time_and_execs_are_not_repeated() {
+    let fake = Fake::start().await;
+    // Accepts connections (the kernel does) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let config = QgaClientConfig { command_timeout: Duration::from_secs(2), ..Default::default() };
+
+    let vm = provider(vec![silent_endpoint.clone(), fake.endpoint()], 101);
+    let client = QgaClient::with_config(vm.transport().await.unwrap(), config.clone());
+    client.ping().await.unwrap();
+    assert_eq!(fake.calls().len(), 2);
+
+    // An exec that got no answer may have run: it is not sent to the next endpoint. (A fresh
+    // provider that knows the node, so the exec is the first request and goes to the silent one.)
+    let vm = provider(vec![silent_endpoint, fake.endpoint()], 101);
+    vm.transport.set_node(Some("pve1".into()));
+    let client = QgaClient::with_config(vm.transport().await.unwrap(), config);
+    let err = client.exec(&ExecRequest::new("/bin/echo", ["once"])).await.unwrap_err();
+    assert!(matches!(err, QgaError::Timeout { ref command, .. } if command == "guest-exec"), "{err:?}");
+    assert!(fake.calls().is_empty(), "the exec was not repeated elsewhere");
+}
