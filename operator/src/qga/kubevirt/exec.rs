@@ -84,7 +84,7 @@ impl PodExec for KubePodExec {
         let (stderr, _) = stderr.map_err(|e| io_error(&target, "stderr", e))?;
         if stdout_overflow {
             return Err(QgaError::TooLarge {
-                command: argv.get(1).cloned().unwrap_or_default(),
+                command: argv.first().cloned().unwrap_or_default(),
                 what: format!("output of the exec in {target}"),
                 limit: MAX_STDOUT as u64,
             });

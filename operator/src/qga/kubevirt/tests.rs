@@ -109,6 +109,8 @@ struct FakeExec {
     calls: Mutex<Vec<ExecCall>>,
     outputs: Mutex<Vec<VirshOutput>>,
     hang: bool,
+    /// Answer as an executor whose output overflowed.
+    overflow: bool,
 }
 
 impl FakeExec {
@@ -129,6 +131,9 @@ impl PodExec for FakeExec {
         self.calls.lock().unwrap().push((namespace.into(), pod.into(), container.into(), argv.to_vec()));
         if self.hang {
             std::future::pending::<()>().await;
+        }
+        if self.overflow {
+            return Err(QgaError::TooLarge { command: argv[0].clone(), what: "output".into(), limit: 1 });
         }
         let mut outputs = self.outputs.lock().unwrap();
         assert!(!outputs.is_empty(), "more execs than expected");
@@ -369,4 +374,11 @@ async fn an_exec_that_never_ends_times_out() {
     let transport = transport_with(fake).with_exec_overhead(Duration::ZERO);
     let err = transport.execute("guest-ping", None, Duration::from_millis(50)).await.unwrap_err();
     assert!(matches!(err, QgaError::Timeout { ref command, .. } if command == "guest-ping"), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_overflowing_output_names_the_qga_command() {
+    let fake = Arc::new(FakeExec { overflow: true, ..FakeExec::default() });
+    let err = transport_with(fake).execute("guest-file-read", None, Duration::from_secs(1)).await.unwrap_err();
+    assert!(matches!(err, QgaError::TooLarge { ref command, .. } if command == "guest-file-read"), "{err:?}");
 }

@@ -76,7 +76,12 @@ impl QgaTransport for KubevirtTransport {
         let argv = virsh::argv(&self.domain, &request, timeout);
         let run = self.exec.exec(&self.namespace, &self.pod, COMPUTE_CONTAINER, &argv);
         let output = match tokio::time::timeout(timeout + self.overhead, run).await {
-            Ok(output) => output?,
+            Ok(Ok(output)) => output,
+            // The executor does not know the QGA command; name it.
+            Ok(Err(QgaError::TooLarge { what, limit, .. })) => {
+                return Err(QgaError::TooLarge { command: command.to_owned(), what, limit });
+            }
+            Ok(Err(e)) => return Err(e),
             Err(_) => return Err(QgaError::Timeout { command: command.to_owned(), after: timeout }),
         };
         virsh::interpret(command, &self.target(), &output)
