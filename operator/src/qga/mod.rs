@@ -32,8 +32,10 @@ pub mod fallback;
 pub mod file;
 pub mod guest;
 pub mod info;
+pub mod kubevirt;
 pub mod protocol;
 pub mod provider;
+pub mod proxmox;
 pub mod route;
 pub mod transport;
 
@@ -42,5 +44,7 @@ pub use error::QgaError;
 pub use exec::{ExecOutput, ExecRequest};
 pub use file::WriteMode;
 pub use info::{GuestCommand, GuestInfo, OsInfo, OsInfoSource};
+pub use kubevirt::{KubePodExec, KubevirtProvider, KubevirtTransport, PodExec};
 pub use provider::{LibvirtProvider, VmProvider, VmState};
+pub use proxmox::{ApiToken, ProxmoxApi, ProxmoxProvider, ProxmoxTransport};
 pub use transport::{QgaTransport, UnixSocketConfig, UnixSocketTransport};
