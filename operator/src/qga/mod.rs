@@ -7,6 +7,10 @@
 //! - [`client`]: [`QgaClient`], typed calls on any transport.
 //! - [`info`], [`file`], [`exec`]: the types and reply parsing of those calls.
 //! - [`cli`]: the `vrouter-operator qga` debugging command.
+//! - [`provider`]: [`VmProvider`], a VM as its hypervisor shows it; [`kubevirt`], [`proxmox`]
+//!   and the libvirt socket implement it; [`kube`] resolves targets' VMs in a cluster.
+//! - [`guest`]: guest paths, probing, and the agent bootstrap; [`fallback`]: delivering a
+//!   revision through the guest agent; [`route`]: when to do which.
 //! - [`error`]: the error type, [`QgaError`].
 //!
 //! See `docs/qga.md`.
@@ -32,6 +36,7 @@ pub mod fallback;
 pub mod file;
 pub mod guest;
 pub mod info;
+pub mod kube;
 pub mod kubevirt;
 pub mod protocol;
 pub mod provider;

@@ -314,7 +314,13 @@ fn transport_with(fake: Arc<FakeExec>) -> KubevirtTransport {
 
 #[tokio::test]
 async fn a_whole_file_round_trip_through_virsh_outputs() {
+    // The client first checks with guest-info that the file commands are enabled.
+    let info = r#"{"return":{"version":"7.2.0","supported_commands":[
+        {"name":"guest-file-open","enabled":true,"success-response":true},
+        {"name":"guest-file-write","enabled":true,"success-response":true},
+        {"name":"guest-file-close","enabled":true,"success-response":true}]}}"#;
     let fake = FakeExec::answering(vec![
+        ok(info),
         ok(r#"{"return":1000}"#),
         ok(r#"{"return":{"count":5,"eof":false}}"#),
         ok(r#"{"return":{}}"#),
@@ -322,7 +328,8 @@ async fn a_whole_file_round_trip_through_virsh_outputs() {
     let client = QgaClient::with_config(Arc::new(transport_with(fake.clone())), QgaClientConfig::default());
     client.write_file("/tmp/x", b"hello", crate::qga::WriteMode::Truncate).await.unwrap();
     let calls = fake.calls.lock().unwrap();
-    let commands: Vec<Value> = calls.iter().map(|(_, _, _, argv)| serde_json::from_str(&argv[5]).unwrap()).collect();
+    let commands: Vec<Value> =
+        calls.iter().skip(1).map(|(_, _, _, argv)| serde_json::from_str(&argv[5]).unwrap()).collect();
     assert_eq!(commands[0], json!({"execute": "guest-file-open", "arguments": {"path": "/tmp/x", "mode": "w"}}));
     assert_eq!(
         commands[1],

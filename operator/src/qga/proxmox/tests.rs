@@ -156,8 +156,21 @@ fn route(pve: &mut Pve, method: &str, path: &str, query: &str, body: &Value) -> 
     }
     match (method, *command) {
         ("POST", "ping") => ok(json!({"result": {}})),
-        ("GET", "info") => ok(json!({"result": {"version": "9.2.0", "supported_commands": [
-            {"name": "guest-ping", "enabled": true, "success-response": true}]}})),
+        ("GET", "info") => {
+            let names = [
+                "guest-ping",
+                "guest-exec",
+                "guest-exec-status",
+                "guest-file-open",
+                "guest-file-read",
+                "guest-file-write",
+                "guest-file-close",
+                "guest-get-osinfo",
+            ];
+            let commands: Vec<_> =
+                names.iter().map(|n| json!({"name": n, "enabled": true, "success-response": true})).collect();
+            ok(json!({"result": {"version": "9.2.0", "supported_commands": commands}}))
+        }
         ("GET", "get-osinfo") if pve.no_osinfo => error(
             500,
             &format!(
@@ -422,14 +435,14 @@ async fn file_errors_are_agent_errors() {
     let client = client(&vm).await;
     match client.read_file("/nope").await {
         Err(QgaError::Agent { command, desc, .. }) => {
-            assert_eq!(command, "guest-file-open");
+            assert_eq!(command, "guest-file-open /nope");
             assert!(desc.contains("No such file or directory"), "{desc}");
         }
         other => panic!("{other:?}"),
     }
     match client.write_file("/missing/x", b"data", WriteMode::Truncate).await {
         Err(QgaError::Agent { command, desc, .. }) => {
-            assert_eq!(command, "guest-file-write");
+            assert_eq!(command, "guest-file-write /missing/x");
             assert!(desc.contains("/missing/x"), "{desc}");
         }
         other => panic!("{other:?}"),
@@ -529,6 +542,8 @@ async fn proxy_errors_fail_over_but_an_exec_is_never_sent_twice() {
     let client = client(&vm).await;
     client.ping().await.unwrap();
     assert_eq!(broken.calls(), ["GET /api2/json/cluster/resources?type=vm 502"]);
+    // The client checks guest-info once before its first exec: get that done now.
+    client.info().await.unwrap();
 
     // The good endpoint is now preferred; make it the broken one for the exec.
     good.pve().fail_all = Some((502, "Bad Gateway".into()));
@@ -694,7 +709,10 @@ async fn a_silent_endpoint_costs_its_share_of_the_time_and_execs_are_not_repeate
     let vm = provider(vec![silent_endpoint, fake.endpoint()], 101);
     vm.transport.set_node(Some("pve1".into()));
     let client = QgaClient::with_config(vm.transport().await.unwrap(), config);
-    let err = client.exec(&ExecRequest::new("/bin/echo", ["once"])).await.unwrap_err();
+    // The raw command: the client's exec would first ask guest-info (idempotent, so that one
+    // fails over and makes the good endpoint preferred).
+    let exec = ExecRequest::new("/bin/echo", ["once"]);
+    let err = client.execute("guest-exec", Some(exec.to_arguments())).await.unwrap_err();
     assert!(matches!(err, QgaError::Timeout { ref command, .. } if command == "guest-exec"), "{err:?}");
     assert!(fake.calls().is_empty(), "the exec was not repeated elsewhere");
 }
