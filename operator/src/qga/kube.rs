@@ -19,11 +19,14 @@ pub const TOKEN_ID_KEY: &str = "api-token-id";
 /// See [`TOKEN_ID_KEY`].
 pub const TOKEN_SECRET_KEY: &str = "api-token-secret";
 
+/// ProxmoxCluster (namespace, name) → (resource versions of it and its Secret, API client).
+type ProxmoxClients = HashMap<(String, String), (String, Arc<ProxmoxApi>)>;
+
 /// Resolves VM references with the Kubernetes API.
 pub struct KubeResolver {
     client: Client,
     /// One API client per ProxmoxCluster, rebuilt when the cluster or its Secret changes.
-    proxmox: Mutex<HashMap<(String, String), (String, Arc<ProxmoxApi>)>>,
+    proxmox: Mutex<ProxmoxClients>,
 }
 
 impl KubeResolver {
