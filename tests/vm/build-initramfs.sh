@@ -65,10 +65,12 @@ flock 9
 
 # --- the kernel ---------------------------------------------------------------------------
 
-pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
-[ -n "$pkg" ] || die "cannot resolve the kernel package from linux-image-amd64 (run apt-get update first)"
-version=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | awk '$1 == "Version:" { print $2; exit }')
-[ -n "$version" ] || die "apt-cache knows no version of $pkg (run apt-get update first)"
+# The metapackage depends on exactly one versioned kernel: "Depends: linux-image-X-amd64 (= V)".
+depends=$(apt-cache show --no-all-versions linux-image-amd64 2>/dev/null | sed -n 's/^Depends: //p' | head -n 1)
+pkg=$(sed -n 's/^\(linux-image-[0-9][^ ,]*\).*/\1/p' <<<"$depends")
+version=$(sed -n 's/^linux-image-[0-9][^ ,]* (= \([^)]*\)).*/\1/p' <<<"$depends")
+[ -n "$pkg" ] && [ -n "$version" ] ||
+    die "cannot resolve the kernel package from linux-image-amd64 (Depends: '$depends'); run apt-get update first"
 kdir="$out/kernel-${pkg}_${version}"
 
 is_elf() {
