@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod qga;
+pub mod vm;
 
 use std::future::Future;
 use std::net::SocketAddr;
