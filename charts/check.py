@@ -429,6 +429,27 @@ def check_crs(files: list[Path], schemas: dict[str, dict], tmp: Path, label: str
     return errors
 
 
+def value_keys(values, schema, path=()) -> list[str]:
+    """Keys of values.yaml as the README lists them: closed objects are descended into,
+    free-form ones (security contexts, affinity) are one entry."""
+    closed = isinstance(values, dict) and schema.get("additionalProperties") is False and "properties" in schema
+    if closed and values:
+        return [k for key, v in values.items() for k in value_keys(v, schema["properties"].get(key, {}), path + (key,))]
+    return [".".join(path)]
+
+
+def readme_lists_values() -> None:
+    values = load_values(CHART / "values.yaml")
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    readme = (CHART / "README.md").read_text()
+    keys = value_keys(values, schema)
+    missing = [k for k in keys if f"| `{k}` |" not in readme]
+    expect(not missing, f"charts/vrouter-operator/README.md does not list {missing}")
+    undocumented = [k for k in schema["properties"] if k != "global" and k not in values]
+    expect(not undocumented, f"values.schema.json has keys values.yaml lacks: {undocumented}")
+    print(f"   README lists all {len(keys)} values")
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -443,6 +464,10 @@ def main() -> int:
         fail(f"yamllint:\n{run.stdout}{run.stderr}")
     else:
         print(f"   {len(lint_files)} files clean")
+    done(t)
+
+    t = phase("README lists every value")
+    readme_lists_values()
     done(t)
 
     t = phase(f"values files under charts/tests/values: lint, render, validate against Kubernetes {KUBE_VERSION}")
