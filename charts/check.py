@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -323,7 +325,7 @@ def case_loadbalancer(objects: list[dict]) -> None:
     a = args_of(objects)
     for want in ("--server-dns-name=vrouter.example.net", "--server-dns-name=agents.example.org",
                  "--server-ip=203.0.113.7", "--server-ip=2001:db8::7", "--server-ip=203.0.113.8",
-                 "--leader-election=false", "--listen=[::]:7443", "--guest-poll=1m",
+                 "--leader-election=false", "--listen=[::]:7443", "--server-ip=198.51.100.9",
                  "--agent-binary=/usr/share/vrouter/vrouter-agent"):
         expect(want in a, f"loadbalancer: {want} missing from the arguments")
     expect(not any(x.startswith("--webhook") for x in a), "loadbalancer: webhook flags without the webhook")
@@ -429,6 +431,30 @@ def check_crs(files: list[Path], schemas: dict[str, dict], tmp: Path, label: str
     return errors
 
 
+def operator_flags(renders: dict[str, list[dict]]) -> None:
+    """With VROUTER_OPERATOR=<binary>, every flag the chart passes to `run` must be one the
+    binary accepts (its `run --help`)."""
+    binary = os.environ.get("VROUTER_OPERATOR")
+    if not binary:
+        print("   not checked: set VROUTER_OPERATOR=<path to vrouter-operator> to check the chart's flags against it")
+        return
+    run = subprocess.run([binary, "run", "--help"], capture_output=True, text=True)
+    if run.returncode != 0:
+        fail(f"{binary} run --help failed: {run.stderr.strip()}")
+        return
+    accepted = set(re.findall(r"(--[a-z][a-z0-9-]*)", run.stdout))
+    used: dict[str, set[str]] = {}
+    for label, objects in renders.items():
+        for a in args_of(objects)[1:]:
+            flag = a.split("=", 1)[0]
+            used.setdefault(flag, set()).add(label)
+    unknown = sorted(f for f in used if f not in accepted)
+    for f in unknown:
+        fail(f"{binary} run does not accept {f} (rendered with {', '.join(sorted(used[f]))})")
+    if not unknown:
+        print(f"   all {len(used)} flags the chart passes are accepted by {binary}")
+
+
 def value_keys(values, schema, path=()) -> list[str]:
     """Keys of values.yaml as the README lists them: closed objects are descended into,
     free-form ones (security contexts, affinity) are one entry."""
@@ -472,6 +498,7 @@ def main() -> int:
 
     t = phase(f"values files under charts/tests/values: lint, render, validate against Kubernetes {KUBE_VERSION}")
     value_files = sorted((TESTS / "values").glob("*.yaml"))
+    renders: dict[str, list[dict]] = {}
     expect(sorted(f.name for f in value_files) == sorted(CASES), "charts/tests/values and CASES disagree")
     for f in value_files:
         values = load_values(f)
@@ -485,12 +512,17 @@ def main() -> int:
         except helm.HelmError as e:
             fail(f"{label}: render failed: {e}")
             continue
+        renders[label] = objects
         n = kube_validate(objects, label)
         consistency(objects, label)
         rbac(objects, values, label)
         security(objects, values, label)
         CASES.get(f.name, lambda _: None)(objects)
         print(f"   {label}: {len(objects)} objects, {n} validated ({', '.join(sorted(set(kinds(objects))))})")
+    done(t)
+
+    t = phase("the operator accepts the chart's flags")
+    operator_flags(renders)
     done(t)
 
     t = phase("bad values are refused (values.schema.json or template checks)")

@@ -4,6 +4,7 @@
 # charts/requirements.txt on first use (needs PyPI once; afterwards no network):
 #   ${VROUTER_CHART_VENV:-${CARGO_TARGET_DIR:-target}/chart-venv}
 # Usage: bash charts/check.sh
+#   VROUTER_OPERATOR=<path to vrouter-operator>: also check that it accepts the chart's flags.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
