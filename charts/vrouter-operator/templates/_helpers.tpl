@@ -111,8 +111,3 @@ external hostnames. */}}
 {{- end }}
 {{- $ips | uniq | toJson }}
 {{- end }}
-
-{{/* The namespaced permissions' scope: "cluster" or the list of namespaces. */}}
-{{- define "vrouter.rbacNamespaces" -}}
-{{- .Values.rbac.namespaces | uniq | toJson }}
-{{- end }}
