@@ -17,6 +17,7 @@
 //! - [`delivery`]: keeps every router at its desired revision through the hub.
 //! - [`hub`]: the agent hub — one authenticated stream per router, and the delivery API.
 //! - [`pki`]: the operator's CA, enrollment tokens and router certificates.
+//! - [`leader`]: leader election on a Lease; only the leader runs the controllers.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod binding_plan;
@@ -28,7 +29,10 @@ pub mod delivery;
 pub mod generate;
 pub mod http;
 pub mod hub;
+pub mod leader;
 pub mod metrics;
+#[cfg(test)]
+mod mock_api;
 pub mod naming;
 pub mod pki;
 pub mod qga;

@@ -195,7 +195,9 @@ fn an_agent_that_cannot_connect_gets_the_revision_through_its_one_shot_apply() {
     // No binary to copy and bootstrap off: only the fallback can deliver, after 2 s.
     std::fs::write(
         dir.join("router.yaml"),
-        std::fs::read_to_string(dir.join("router.yaml")).unwrap().replace("mode: Auto", "mode: Auto\n    bootstrap: false"),
+        std::fs::read_to_string(dir.join("router.yaml"))
+            .unwrap()
+            .replace("mode: Auto", "mode: Auto\n    bootstrap: false"),
     )
     .unwrap();
     let out = sync(&dir, &guest, &["--fallback-after", "2s"]);
