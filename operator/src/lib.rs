@@ -19,6 +19,7 @@
 //! - [`pki`]: the operator's CA, enrollment tokens and router certificates.
 //! - [`leader`]: leader election on a Lease; only the leader runs the controllers.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`webhook`]: the validating admission webhook (HTTPS, certificate from the operator's CA).
 
 pub mod binding_plan;
 pub mod compose;
@@ -41,3 +42,4 @@ pub mod rollout;
 pub mod standalone;
 pub mod time;
 pub mod tracker;
+pub mod webhook;
