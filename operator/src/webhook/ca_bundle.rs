@@ -38,7 +38,8 @@ pub async fn patch_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> Resul
     let err = |e: kube::Error| CaBundleError::Api { name: name.to_owned(), source: Box::new(e) };
     let want = ByteString(ca_pem.as_bytes().to_vec());
     for _ in 0..MAX_ATTEMPTS {
-        let mut config = api.get_opt(name).await.map_err(err)?.ok_or_else(|| CaBundleError::NotFound(name.to_owned()))?;
+        let mut config =
+            api.get_opt(name).await.map_err(err)?.ok_or_else(|| CaBundleError::NotFound(name.to_owned()))?;
         let mut changed = 0;
         for w in config.webhooks.iter_mut().flatten() {
             if w.client_config.ca_bundle.as_ref() != Some(&want) {
@@ -59,7 +60,13 @@ pub async fn patch_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> Resul
 }
 
 /// Keeps the caBundle current until `shutdown`: at once, then every `period`.
-pub async fn keep_ca_bundle(client: Client, name: String, ca_pem: String, period: Duration, shutdown: CancellationToken) {
+pub async fn keep_ca_bundle(
+    client: Client,
+    name: String,
+    ca_pem: String,
+    period: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         match patch_ca_bundle(&client, &name, &ca_pem).await {
             Ok(0) => tracing::debug!(config = %name, "webhook caBundle is current"),

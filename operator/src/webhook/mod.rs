@@ -191,8 +191,11 @@ async fn validate(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         Err(e) => return (StatusCode::BAD_REQUEST, format!("no request in the AdmissionReview: {e}")).into_response(),
     };
     let request = convert(&req);
-    let labels =
-        |result: &str| ReviewLabels { kind: request.kind.clone(), operation: request.operation.as_str().to_owned(), result: result.to_owned() };
+    let labels = |result: &str| ReviewLabels {
+        kind: request.kind.clone(),
+        operation: request.operation.as_str().to_owned(),
+        result: result.to_owned(),
+    };
     let needs = Needs::of(&request.kind, request.operation);
     let snapshot = match s.lookups.gather(&request.namespace, needs).await {
         Ok(snap) => snap,
@@ -200,22 +203,25 @@ async fn validate(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
             s.metrics.admission_reviews.get_or_create(&labels("error")).inc();
             tracing::warn!(kind = %request.kind, name = %request.name, error = %e, "cannot read what the review needs");
             // The failurePolicy decides.
-            return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the namespace's objects: {e}")).into_response();
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the namespace's objects: {e}"))
+                .into_response();
         }
     };
     let r = request.clone();
-    let verdict = match tokio::time::timeout(s.timeout, tokio::task::spawn_blocking(move || review::review(&r, &snapshot))).await {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            s.metrics.admission_reviews.get_or_create(&labels("error")).inc();
-            return (StatusCode::INTERNAL_SERVER_ERROR, format!("review failed: {e}")).into_response();
-        }
-        Err(_) => Verdict {
-            allowed: false,
-            problems: vec![format!("the review (rendering) took longer than {:?}", s.timeout)],
-            warnings: Vec::new(),
-        },
-    };
+    let verdict =
+        match tokio::time::timeout(s.timeout, tokio::task::spawn_blocking(move || review::review(&r, &snapshot))).await
+        {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                s.metrics.admission_reviews.get_or_create(&labels("error")).inc();
+                return (StatusCode::INTERNAL_SERVER_ERROR, format!("review failed: {e}")).into_response();
+            }
+            Err(_) => Verdict {
+                allowed: false,
+                problems: vec![format!("the review (rendering) took longer than {:?}", s.timeout)],
+                warnings: Vec::new(),
+            },
+        };
     s.metrics.admission_reviews.get_or_create(&labels(if verdict.allowed { "allowed" } else { "denied" })).inc();
     let mut response = AdmissionResponse::from(&req);
     if !verdict.allowed {

@@ -169,9 +169,8 @@ pub fn review(request: &Request, snapshot: &Snapshot) -> Verdict {
         "VRouterTarget" => parse(&request.kind, object).map(|t| target(t, ns, snapshot)),
         "VRouterBinding" => parse(&request.kind, object).map(|b| binding(&b, ns, snapshot)),
         "VRouterConfig" => parse(&request.kind, object).map(|c| config(&c, ns, snapshot)),
-        "ProxmoxCluster" => {
-            parse::<ProxmoxCluster>(&request.kind, object).map(|p| Verdict::from_problems(problems(validate::proxmox(&p.spec))))
-        }
+        "ProxmoxCluster" => parse::<ProxmoxCluster>(&request.kind, object)
+            .map(|p| Verdict::from_problems(problems(validate::proxmox(&p.spec)))),
         _ => Ok(Verdict::allow()),
     };
     result.unwrap_or_else(|e| Verdict::from_problems(vec![e]))
@@ -219,7 +218,12 @@ fn review_delete(request: &Request, snapshot: &Snapshot) -> Verdict {
         }
         "ProxmoxCluster" => {
             for (t, target) in &snapshot.targets {
-                if target.spec.provider.as_ref().and_then(|p| p.proxmox.as_ref()).is_some_and(|x| x.cluster_ref.name == name)
+                if target
+                    .spec
+                    .provider
+                    .as_ref()
+                    .and_then(|p| p.proxmox.as_ref())
+                    .is_some_and(|x| x.cluster_ref.name == name)
                 {
                     p.push(format!("VRouterTarget {t:?} uses it in spec.provider.proxmox.clusterRef"));
                 }
@@ -262,7 +266,11 @@ fn template(t: VRouterTemplate, snapshot: &Snapshot) -> Verdict {
     let sources: Vec<TemplateSource> = after
         .templates
         .iter()
-        .map(|(n, t)| TemplateSource { name: n.clone(), config: t.spec.config.clone(), commands: t.spec.commands.clone() })
+        .map(|(n, t)| TemplateSource {
+            name: n.clone(),
+            config: t.spec.config.clone(),
+            commands: t.spec.commands.clone(),
+        })
         .collect();
     if let Err(errors) = Renderer::new(&sources, Limits::default()) {
         // This template's own errors (others are reported when they change).
@@ -298,7 +306,10 @@ fn target(t: VRouterTarget, namespace: &str, snapshot: &Snapshot) -> Verdict {
                 "spec.provider.proxmox.clusterRef.namespace: must be empty or {namespace:?}: references across namespaces are not allowed"
             ));
         } else if !snapshot.proxmox_clusters.contains_key(&r.name) {
-            p.push(format!("spec.provider.proxmox.clusterRef.name: ProxmoxCluster {:?} not found in {namespace:?}", r.name));
+            p.push(format!(
+                "spec.provider.proxmox.clusterRef.name: ProxmoxCluster {:?} not found in {namespace:?}",
+                r.name
+            ));
         }
     }
     if !p.is_empty() {
