@@ -358,6 +358,20 @@ async fn serve_agents(
     Ok((hub, server, ready))
 }
 
+/// Followers hold no agent sessions: agents that reach one anyway (through a Service whose
+/// endpoints have not caught up with a leadership change yet) are sent away to reconnect.
+async fn turn_away_agents(hub: Hub, leader: tokio::sync::watch::Receiver<bool>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        if !*leader.borrow() && hub.session_count() > 0 {
+            hub.close_all("this replica does not lead; reconnect");
+        }
+    }
+}
+
 /// `run`: the agent endpoint and the webhook on every replica; the controllers and the
 /// delivery engine on the leader only, which alone is ready (so the Service sends agents to it).
 async fn run_in_cluster(
@@ -416,6 +430,7 @@ async fn run_in_cluster(
     } else {
         always.1
     };
+    tokio::spawn(turn_away_agents(hub.clone(), leader.clone(), shutdown.clone()));
     let metrics = hub.metrics().clone();
     let h = hub.clone();
     vrouter_operator::leader::lead(

@@ -87,12 +87,12 @@ pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
 #[async_trait]
 pub trait Lookups: Send + Sync {
     /// The kinds `needs` names in `namespace`.
-    async fn gather(&self, namespace: &str, needs: Needs) -> Result<Snapshot, String>;
+    async fn gather(&self, namespace: &str, needs: &Needs) -> Result<Snapshot, String>;
 }
 
 #[async_trait]
 impl Lookups for Client {
-    async fn gather(&self, namespace: &str, needs: Needs) -> Result<Snapshot, String> {
+    async fn gather(&self, namespace: &str, needs: &Needs) -> Result<Snapshot, String> {
         lookup::gather(self, namespace, needs).await.map_err(|e| e.to_string())
     }
 }
@@ -100,7 +100,7 @@ impl Lookups for Client {
 /// Fixed objects (tests, standalone checks).
 #[async_trait]
 impl Lookups for Snapshot {
-    async fn gather(&self, _namespace: &str, _needs: Needs) -> Result<Snapshot, String> {
+    async fn gather(&self, _namespace: &str, _needs: &Needs) -> Result<Snapshot, String> {
         Ok(self.clone())
     }
 }
@@ -196,8 +196,8 @@ async fn validate(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         operation: request.operation.as_str().to_owned(),
         result: result.to_owned(),
     };
-    let needs = Needs::of(&request.kind, request.operation);
-    let snapshot = match s.lookups.gather(&request.namespace, needs).await {
+    let needs = Needs::for_request(&request);
+    let snapshot = match s.lookups.gather(&request.namespace, &needs).await {
         Ok(snap) => snap,
         Err(e) => {
             s.metrics.admission_reviews.get_or_create(&labels("error")).inc();

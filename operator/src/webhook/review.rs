@@ -74,8 +74,13 @@ pub struct Snapshot {
 }
 
 /// Which kinds of the namespace a request's review reads.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Needs {
+    /// Only this target (read by name instead of listing them all: configs, which the operator
+    /// itself writes for every router).
+    pub target: Option<String>,
+    /// Only this Proxmox cluster (a target's provider reference).
+    pub proxmox_cluster: Option<String>,
     /// Templates.
     pub templates: bool,
     /// Params.
@@ -91,6 +96,24 @@ pub struct Needs {
 }
 
 impl Needs {
+    /// What reviewing `request` reads: [`Needs::of`] its kind and operation, narrowed to single
+    /// objects where the rules name them.
+    pub fn for_request(request: &Request) -> Needs {
+        let mut needs = Needs::of(&request.kind, request.operation);
+        let object = request.object.as_ref();
+        let name_at =
+            |pointer: &str| object.and_then(|o| o.pointer(pointer)).and_then(Value::as_str).map(str::to_owned);
+        if request.kind == "VRouterConfig" && needs.targets {
+            needs.targets = false;
+            needs.target = Some(name_at("/spec/targetRef/name").unwrap_or_default());
+        }
+        if request.kind == "VRouterTarget" && needs.proxmox_clusters {
+            needs.proxmox_clusters = false;
+            needs.proxmox_cluster = name_at("/spec/provider/proxmox/clusterRef/name");
+        }
+        needs
+    }
+
     /// What reviewing `kind` under `operation` reads.
     pub fn of(kind: &str, operation: Operation) -> Needs {
         let render = Needs { templates: true, params: true, targets: true, bindings: true, ..Needs::default() };

@@ -384,4 +384,15 @@ fn each_review_reads_only_what_its_rules_need() {
     assert_eq!(n("ProxmoxCluster", Operation::Delete), Needs { targets: true, ..Needs::default() });
     assert_eq!(n("ProxmoxCluster", Operation::Create), Needs::default());
     assert_eq!(n("VRouterParams", Operation::Delete), Needs { bindings: true, ..Needs::default() });
+    // Narrowed to single objects where the rules name them.
+    let t = obj(
+        "VRouterTarget",
+        "r5",
+        json!({"provider": {"type": "proxmox", "proxmox": {"vmid": 100, "clusterRef": {"name": "pve"}}}}),
+    );
+    let needs = Needs::for_request(&create(t));
+    assert_eq!(needs.proxmox_cluster.as_deref(), Some("pve"));
+    assert!(!needs.proxmox_clusters && needs.bindings && needs.targets);
+    let needs = Needs::for_request(&create(target_obj("r6")));
+    assert_eq!(needs.proxmox_cluster, None);
 }

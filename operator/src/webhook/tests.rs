@@ -75,12 +75,39 @@ async fn a_missing_configuration_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_config_review_reads_its_one_target() {
+    let target = json!({"apiVersion": "vrouter.kojuro.date/v1", "kind": "VRouterTarget",
+                        "metadata": {"name": "r1", "namespace": "net"}, "spec": {}});
+    let (client, api) =
+        mock(vec![expect("GET", "/apis/vrouter.kojuro.date/v1/namespaces/net/vroutertargets/r1", target)]);
+    let request = Request {
+        kind: "VRouterConfig".into(),
+        operation: Operation::Create,
+        namespace: "net".into(),
+        name: "c".into(),
+        object: Some(json!({"spec": {"targetRef": {"name": "r1"}}})),
+        old_object: None,
+    };
+    let needs = Needs::for_request(&request);
+    assert_eq!(needs, Needs { target: Some("r1".into()), ..Needs::default() });
+    let s = lookup::gather(&client, "net", &needs).await.unwrap();
+    api.await.unwrap();
+    assert_eq!(s.targets.keys().collect::<Vec<_>>(), ["r1"]);
+    // A name that cannot exist is not looked up.
+    let (client, api) = mock(vec![]);
+    let s =
+        lookup::gather(&client, "net", &Needs { target: Some("Bad Name".into()), ..Needs::default() }).await.unwrap();
+    api.await.unwrap();
+    assert!(s.targets.is_empty());
+}
+
+#[tokio::test]
 async fn gather_lists_only_the_kinds_needed_in_the_namespace() {
     let list = json!({"apiVersion": "vrouter.kojuro.date/v1", "kind": "VRouterTargetList", "metadata": {},
                       "items": [{"apiVersion": "vrouter.kojuro.date/v1", "kind": "VRouterTarget",
                                  "metadata": {"name": "r1", "namespace": "net"}, "spec": {}}]});
     let (client, api) = mock(vec![expect("GET", "/apis/vrouter.kojuro.date/v1/namespaces/net/vroutertargets?", list)]);
-    let s = lookup::gather(&client, "net", Needs::of("VRouterConfig", Operation::Create)).await.unwrap();
+    let s = lookup::gather(&client, "net", &Needs::of("VRouterConfig", Operation::Create)).await.unwrap();
     api.await.unwrap();
     assert_eq!(s.targets.keys().collect::<Vec<_>>(), ["r1"]);
     assert!(s.bindings.is_empty() && s.templates.is_empty());
@@ -90,7 +117,7 @@ struct Unreachable;
 
 #[async_trait]
 impl Lookups for Unreachable {
-    async fn gather(&self, _namespace: &str, _needs: Needs) -> Result<Snapshot, String> {
+    async fn gather(&self, _namespace: &str, _needs: &Needs) -> Result<Snapshot, String> {
         Err("connection refused".into())
     }
 }
