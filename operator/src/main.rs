@@ -411,6 +411,7 @@ async fn run_in_cluster(
     }
     // Always leading without election (one replica only).
     let (always, mut elector_task) = (tokio::sync::watch::channel(true), None);
+    let election_stop = CancellationToken::new();
     let leader = if election.leader_election {
         let config = LeaseConfig {
             name: election.lease_name,
@@ -424,7 +425,8 @@ async fn run_in_cluster(
             renew_deadline: election.renew_deadline,
             retry_period: election.retry_period,
         };
-        let (rx, task) = Elector::new(client.clone(), config)?.spawn(shutdown.clone());
+        // Stopped only once the controllers have: the lease is released after their last write.
+        let (rx, task) = Elector::new(client.clone(), config)?.spawn(election_stop.clone());
         elector_task = Some(task);
         rx
     } else {
@@ -450,6 +452,7 @@ async fn run_in_cluster(
     )
     .await;
     drop(always.0);
+    election_stop.cancel();
     if let Some(task) = elector_task {
         // Let it release the lease, so another replica takes over at once.
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
