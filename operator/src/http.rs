@@ -1,4 +1,6 @@
-//! The operator's plain HTTP endpoints: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
+//! The operator's plain HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the process
+//! runs: always OK), `/readyz` (ready to serve agents: in a cluster, only on the leader, so a
+//! Service selecting ready pods routes agents to it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +14,8 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 
-/// Whether the operator is ready to serve (set once controllers and the agent endpoint run).
+/// Whether the operator is ready to serve agents (the agent endpoint listens and, in a cluster,
+/// this replica leads).
 #[derive(Clone, Debug, Default)]
 pub struct Readiness(Arc<AtomicBool>);
 
@@ -66,4 +69,41 @@ pub async fn spawn(
         }
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (code, out)
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_flag_and_health_stays_ok() {
+        let ready = Readiness::default();
+        let metrics = Metrics::new();
+        metrics.leader.set(1);
+        let token = tokio_util::sync::CancellationToken::new();
+        let t = token.clone();
+        let addr = spawn("127.0.0.1:0".parse().unwrap(), metrics, ready.clone(), async move { t.cancelled().await })
+            .await
+            .unwrap();
+        assert_eq!(get(addr, "/readyz").await.0, 503, "a follower is not ready");
+        assert_eq!(get(addr, "/healthz").await.0, 200, "a follower is healthy");
+        ready.set(true);
+        assert_eq!(get(addr, "/readyz").await.0, 200);
+        ready.set(false);
+        assert_eq!(get(addr, "/readyz").await.0, 503, "lost leadership: not ready again");
+        let (code, body) = get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        assert!(body.contains("vrouter_leader 1"), "{body}");
+        token.cancel();
+    }
 }

@@ -17,7 +17,9 @@
 //! - [`delivery`]: keeps every router at its desired revision through the hub.
 //! - [`hub`]: the agent hub — one authenticated stream per router, and the delivery API.
 //! - [`pki`]: the operator's CA, enrollment tokens and router certificates.
+//! - [`leader`]: leader election on a Lease; only the leader runs the controllers.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`webhook`]: the validating admission webhook (HTTPS, certificate from the operator's CA).
 
 pub mod binding_plan;
 pub mod compose;
@@ -28,7 +30,10 @@ pub mod delivery;
 pub mod generate;
 pub mod http;
 pub mod hub;
+pub mod leader;
 pub mod metrics;
+#[cfg(test)]
+mod mock_api;
 pub mod naming;
 pub mod pki;
 pub mod qga;
@@ -37,3 +42,4 @@ pub mod rollout;
 pub mod standalone;
 pub mod time;
 pub mod tracker;
+pub mod webhook;

@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use vrouter_operator::http::Readiness;
 use vrouter_operator::hub::{AgentServer, Hub, HubConfig, ServerConfig};
+use vrouter_operator::leader::{Elector, LeaseConfig};
 use vrouter_operator::metrics::Metrics;
-use vrouter_operator::pki::{DirStore, Pki, PkiConfig};
+use vrouter_operator::pki::{DirStore, Pki, PkiConfig, PkiStore, SecretStore};
 use vrouter_proto::RouterId;
 
 #[derive(Parser)]
@@ -83,15 +85,68 @@ impl QgaArgs {
 
 #[derive(Args, Clone)]
 struct PkiArgs {
-    /// Directory for the operator's state (the PKI lives in <state-dir>/pki).
+    /// Directory for the operator's state (the PKI lives in <state-dir>/pki unless --pki-secret).
     #[arg(long, default_value = "./.vrouter")]
     state_dir: PathBuf,
-    /// DNS names agents use to reach the operator (server certificate SANs).
-    #[arg(long = "server-name", default_values_t = ["localhost".to_owned()])]
+    /// Keep the PKI (CA, server certificate, enrollment state, revision key) in this Secret,
+    /// created on first start (or provided with ca.crt and ca.key), instead of the state directory.
+    #[arg(long)]
+    pki_secret: Option<String>,
+    /// Namespace of the --pki-secret Secret.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pki_namespace: Option<String>,
+    /// DNS names agents use to reach the operator (server certificate SANs; repeatable).
+    #[arg(long = "server-dns-name", visible_alias = "server-name", default_values_t = ["localhost".to_owned()])]
     server_names: Vec<String>,
-    /// IP addresses agents use to reach the operator (server certificate SANs).
+    /// IP addresses agents use to reach the operator (server certificate SANs; repeatable).
     #[arg(long = "server-ip", default_values_t = [IpAddr::from([127, 0, 0, 1])])]
     server_ips: Vec<IpAddr>,
+}
+
+/// Leader election options of `run`.
+#[derive(Args)]
+struct ElectionArgs {
+    /// Run the controllers only on the holder of a Lease (`--leader-election=false`: always).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "vrouter-operator")]
+    lease_name: String,
+    /// The Lease's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    lease_identity: Option<String>,
+    /// How long a lease is valid without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
+    lease_duration: Duration,
+    /// How long the leader keeps leading while renewals fail (shorter than the lease).
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
+    renew_deadline: Duration,
+    /// Time between renewals, or between reads while following.
+    #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
+    retry_period: Duration,
+}
+
+/// Admission webhook options of `run`.
+#[derive(Args)]
+struct WebhookArgs {
+    /// HTTPS address of the validating admission webhook (no webhook when not given).
+    #[arg(long)]
+    webhook_listen: Option<SocketAddr>,
+    /// The webhook's Service (its certificate is for <service>.<namespace>.svc).
+    #[arg(long, default_value = "vrouter-operator-webhook")]
+    webhook_service: String,
+    /// The webhook Service's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    webhook_namespace: Option<String>,
+    /// The ValidatingWebhookConfiguration whose caBundle the operator keeps on its CA.
+    #[arg(long)]
+    webhook_config_name: Option<String>,
+    /// Longest a review may take (rendering); keep it below the configuration's timeoutSeconds.
+    #[arg(long, default_value = "8s", value_parser = parse_go_duration)]
+    webhook_timeout: Duration,
 }
 
 #[derive(Subcommand)]
@@ -150,6 +205,10 @@ enum Cmd {
         /// Reconciles run at once, per controller.
         #[arg(long, default_value_t = 8)]
         concurrency: u16,
+        #[command(flatten)]
+        election: ElectionArgs,
+        #[command(flatten)]
+        webhook: WebhookArgs,
     },
     /// Run the operator on a directory of manifests instead of Kubernetes (GitOps checkout, edge
     /// sites, demos). With --simulate, every target is an in-process simulated router.
@@ -227,14 +286,30 @@ fn init_logging(filter: &str, json: bool) {
     }
 }
 
-async fn open_pki(args: &PkiArgs) -> Result<Arc<Pki>> {
-    let store = DirStore::new(args.state_dir.join("pki"))?;
+/// The PKI's store: the --pki-secret Secret, or <state-dir>/pki.
+async fn pki_store(args: &PkiArgs, client: Option<&kube::Client>) -> Result<Arc<dyn PkiStore>> {
+    let Some(name) = &args.pki_secret else {
+        return Ok(Arc::new(DirStore::new(args.state_dir.join("pki"))?));
+    };
+    let namespace = args.pki_namespace.as_deref().context("--pki-secret needs --pki-namespace (or POD_NAMESPACE)")?;
+    let client = match client {
+        Some(c) => c.clone(),
+        None => kube::Client::try_default().await.context("cannot reach the Kubernetes API")?,
+    };
+    Ok(Arc::new(SecretStore::new(client, namespace, name)?))
+}
+
+async fn open_pki_in(args: &PkiArgs, store: Arc<dyn PkiStore>) -> Result<Arc<Pki>> {
     let config = PkiConfig {
         server_dns_names: args.server_names.clone(),
         server_ips: args.server_ips.clone(),
         ..PkiConfig::default()
     };
-    Ok(Arc::new(Pki::open(Arc::new(store), config).await?))
+    Ok(Arc::new(Pki::open(store, config).await?))
+}
+
+async fn open_pki(args: &PkiArgs) -> Result<Arc<Pki>> {
+    open_pki_in(args, pki_store(args, None).await?).await
 }
 
 fn shutdown_on_signal() -> CancellationToken {
@@ -260,16 +335,16 @@ fn raise_fd_limit() {
 
 type ServerTask = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
 
-/// Starts the metrics/health endpoint and the agent endpoint (ready once both listen).
+/// Starts the metrics/health endpoint and the agent endpoint; the caller says when it is ready.
 async fn serve_agents(
     pki: Arc<Pki>,
     listen: SocketAddr,
     metrics_listen: SocketAddr,
     shutdown: &CancellationToken,
-) -> Result<(Hub, ServerTask)> {
+) -> Result<(Hub, ServerTask, Readiness)> {
     let metrics = Metrics::new();
     let hub = Hub::new(HubConfig::default(), pki, metrics.clone());
-    let ready = vrouter_operator::http::Readiness::default();
+    let ready = Readiness::default();
     let s = shutdown.clone();
     let http =
         vrouter_operator::http::spawn(metrics_listen, metrics, ready.clone(), async move { s.cancelled().await })
@@ -279,9 +354,111 @@ async fn serve_agents(
         AgentServer::spawn(hub.clone(), ServerConfig::default(), listen, async move { s.cancelled().await })
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-    ready.set(true);
     tracing::info!(%addr, metrics = %http, "serving agents");
-    Ok((hub, server))
+    Ok((hub, server, ready))
+}
+
+/// Followers hold no agent sessions: agents that reach one anyway (through a Service whose
+/// endpoints have not caught up with a leadership change yet) are sent away to reconnect.
+async fn turn_away_agents(hub: Hub, leader: tokio::sync::watch::Receiver<bool>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        if !*leader.borrow() && hub.session_count() > 0 {
+            hub.close_all("this replica does not lead; reconnect");
+        }
+    }
+}
+
+/// `run`: the agent endpoint and the webhook on every replica; the controllers and the
+/// delivery engine on the leader only, which alone is ready (so the Service sends agents to it).
+async fn run_in_cluster(
+    pki_args: PkiArgs,
+    listen: SocketAddr,
+    metrics_listen: SocketAddr,
+    concurrency: u16,
+    election: ElectionArgs,
+    webhook: WebhookArgs,
+) -> Result<()> {
+    let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
+    let store = pki_store(&pki_args, Some(&client)).await?;
+    let secret_key = if pki_args.pki_secret.is_some() {
+        vrouter_operator::pki::revision_key(store.as_ref()).await?
+    } else {
+        std::fs::create_dir_all(&pki_args.state_dir)
+            .with_context(|| format!("cannot create {}", pki_args.state_dir.display()))?;
+        vrouter_operator::standalone::secret_key(&pki_args.state_dir).map_err(anyhow::Error::msg)?
+    };
+    let pki = open_pki_in(&pki_args, store).await?;
+    let shutdown = shutdown_on_signal();
+    let (hub, server, ready) = serve_agents(pki.clone(), listen, metrics_listen, &shutdown).await?;
+    if let Some(addr) = webhook.webhook_listen {
+        let config = vrouter_operator::webhook::WebhookConfig {
+            listen: addr,
+            service: webhook.webhook_service,
+            namespace: webhook
+                .webhook_namespace
+                .context("--webhook-listen needs --webhook-namespace (or POD_NAMESPACE)")?,
+            config_name: webhook.webhook_config_name,
+            review_timeout: webhook.webhook_timeout,
+        };
+        let bound =
+            vrouter_operator::webhook::spawn(client.clone(), pki, hub.metrics().clone(), config, shutdown.clone())
+                .await?;
+        tracing::info!(addr = %bound, "serving the admission webhook");
+    }
+    // Always leading without election (one replica only).
+    let (always, mut elector_task) = (tokio::sync::watch::channel(true), None);
+    let election_stop = CancellationToken::new();
+    let leader = if election.leader_election {
+        let config = LeaseConfig {
+            name: election.lease_name,
+            namespace: election
+                .lease_namespace
+                .context("leader election needs --lease-namespace (or POD_NAMESPACE)")?,
+            identity: election
+                .lease_identity
+                .context("leader election needs --lease-identity (or POD_NAME); or --leader-election=false")?,
+            lease_duration: election.lease_duration,
+            renew_deadline: election.renew_deadline,
+            retry_period: election.retry_period,
+        };
+        // Stopped only once the controllers have: the lease is released after their last write.
+        let (rx, task) = Elector::new(client.clone(), config)?.spawn(election_stop.clone());
+        elector_task = Some(task);
+        rx
+    } else {
+        always.1
+    };
+    tokio::spawn(turn_away_agents(hub.clone(), leader.clone(), shutdown.clone()));
+    let metrics = hub.metrics().clone();
+    let h = hub.clone();
+    vrouter_operator::leader::lead(
+        leader,
+        shutdown.clone(),
+        move |token| {
+            vrouter_operator::controller::run(client.clone(), h.clone(), secret_key.clone(), concurrency, token)
+        },
+        move |leading| {
+            ready.set(leading);
+            metrics.leader.set(i64::from(leading));
+            if !leading {
+                // Agents reconnect through the Service, to the new leader.
+                hub.close_all("this replica no longer leads");
+            }
+        },
+    )
+    .await;
+    drop(always.0);
+    election_stop.cancel();
+    if let Some(task) = elector_task {
+        // Let it release the lease, so another replica takes over at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    server.await.context("agent endpoint")??;
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -290,7 +467,8 @@ async fn run(cli: Cli) -> Result<()> {
             raise_fd_limit();
             let pki = open_pki(&pki).await?;
             let shutdown = shutdown_on_signal();
-            let (_, server) = serve_agents(pki, listen, metrics_listen, &shutdown).await?;
+            let (_, server, ready) = serve_agents(pki, listen, metrics_listen, &shutdown).await?;
+            ready.set(true);
             server.await.context("agent endpoint")??;
         }
         Cmd::Token { pki, identity, ttl_secs } => {
@@ -310,17 +488,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Crds => print!("{}", vrouter_operator::crd::crds_yaml()?),
-        Cmd::Run { pki, listen, metrics_listen, concurrency } => {
+        Cmd::Run { pki, listen, metrics_listen, concurrency, election, webhook } => {
             raise_fd_limit();
-            let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
-            std::fs::create_dir_all(&pki.state_dir)
-                .with_context(|| format!("cannot create {}", pki.state_dir.display()))?;
-            let secret_key = vrouter_operator::standalone::secret_key(&pki.state_dir).map_err(anyhow::Error::msg)?;
-            let pki = open_pki(&pki).await?;
-            let shutdown = shutdown_on_signal();
-            let (hub, server) = serve_agents(pki, listen, metrics_listen, &shutdown).await?;
-            vrouter_operator::controller::run(client, hub, secret_key, concurrency.max(1), shutdown).await;
-            server.await.context("agent endpoint")??;
+            run_in_cluster(pki, listen, metrics_listen, concurrency.max(1), election, webhook).await?;
         }
         Cmd::Diff { state_dir, dir } => {
             let state = state_dir.unwrap_or_else(|| dir.join(".vrouter"));

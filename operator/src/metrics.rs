@@ -26,6 +26,35 @@ impl LabelKind {
     }
 }
 
+/// Labels of reconcile counts: the controller and the result (`ok` or `error`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    /// `binding` or `target`.
+    pub controller: String,
+    /// `ok` or `error`.
+    pub result: String,
+}
+
+/// Labels of reconcile errors: the controller and the kind of error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// `binding` or `target`.
+    pub controller: String,
+    /// E.g. `api_409`, `api_unreachable`, `no_namespace`.
+    pub kind: String,
+}
+
+/// Labels of admission reviews.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    /// The reviewed kind.
+    pub kind: String,
+    /// CREATE, UPDATE, DELETE.
+    pub operation: String,
+    /// `allowed`, `denied` or `error`.
+    pub result: String,
+}
+
 /// Every metric of the operator.
 #[derive(Clone)]
 pub struct Metrics {
@@ -50,6 +79,19 @@ pub struct Metrics {
     pub stream_errors: Counters,
     /// Drift reports received, by whether the router had drifted.
     pub drift_reports: Counters,
+    /// Enrollments refused, by reason.
+    pub enrollment_refusals: Counters,
+    /// Routers whose last drift report said they drifted.
+    pub drifted_routers: Gauge,
+    drifted: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Reconciles, by controller and result.
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    /// Reconcile errors, by controller and kind.
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    /// 1 while this replica leads (runs the controllers), else 0.
+    pub leader: Gauge,
+    /// Admission reviews, by kind, operation and result.
+    pub admission_reviews: Family<ReviewLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -80,6 +122,13 @@ impl Metrics {
             sessions_fenced: Counter::default(),
             stream_errors: Counters::default(),
             drift_reports: Counters::default(),
+            enrollment_refusals: Counters::default(),
+            drifted_routers: Gauge::default(),
+            drifted: Arc::default(),
+            reconciles: Family::default(),
+            reconcile_errors: Family::default(),
+            leader: Gauge::default(),
+            admission_reviews: Family::default(),
         };
         registry.register("agent_sessions", "Agent sessions currently open", m.agent_sessions.clone());
         registry.register("agent_session_refusals", "Agent streams refused, by reason", m.session_refusals.clone());
@@ -95,6 +144,20 @@ impl Metrics {
         registry.register("sessions_fenced", "Sessions replaced by a newer stream", m.sessions_fenced.clone());
         registry.register("agent_stream_errors", "Sessions ended by a stream error, by kind", m.stream_errors.clone());
         registry.register("drift_reports", "Drift reports received, by drifted", m.drift_reports.clone());
+        registry.register("enrollment_refusals", "Enrollments refused, by reason", m.enrollment_refusals.clone());
+        registry.register(
+            "drifted_routers",
+            "Routers whose last drift report said they drifted",
+            m.drifted_routers.clone(),
+        );
+        registry.register("reconciles", "Reconciles, by controller and result", m.reconciles.clone());
+        registry.register("reconcile_errors", "Reconcile errors, by controller and kind", m.reconcile_errors.clone());
+        registry.register("leader", "1 while this replica leads and runs the controllers", m.leader.clone());
+        registry.register(
+            "admission_reviews",
+            "Admission reviews, by kind, operation and result",
+            m.admission_reviews.clone(),
+        );
         if let Ok(mut r) = m.registry.lock() {
             *r = registry;
         }
@@ -115,8 +178,70 @@ impl Metrics {
         self.registry.lock().ok().map(|mut r| f(&mut r))
     }
 
+    /// Records a router's drift state (from its drift reports) in `drifted_routers`.
+    pub fn set_drifted(&self, router: &str, drifted: bool) {
+        if let Ok(mut set) = self.drifted.lock() {
+            let changed = if drifted { set.insert(router.to_owned()) } else { set.remove(router) };
+            if changed {
+                self.drifted_routers.set(i64::try_from(set.len()).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// Counts one reconcile; `error` is the error's kind if it failed.
+    pub fn reconciled(&self, controller: &str, error: Option<&str>) {
+        let result = if error.is_some() { "error" } else { "ok" };
+        self.reconciles
+            .get_or_create(&ReconcileLabels { controller: controller.to_owned(), result: result.to_owned() })
+            .inc();
+        if let Some(kind) = error {
+            self.reconcile_errors
+                .get_or_create(&ErrorLabels { controller: controller.to_owned(), kind: kind.to_owned() })
+                .inc();
+        }
+    }
+
     /// Counter value of a family member (for tests and status output).
     pub fn count(family: &Counters, value: &str) -> u64 {
         family.get_or_create(&LabelKind::of(value)).get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_exposed_with_its_labels() {
+        let m = Metrics::new();
+        m.reconciled("binding", None);
+        m.reconciled("target", Some("api_409"));
+        m.set_drifted("net/r1", true);
+        m.set_drifted("net/r2", true);
+        m.set_drifted("net/r1", false);
+        m.set_drifted("net/r1", false);
+        m.enrollment_refusals.get_or_create(&LabelKind::of("token_used")).inc();
+        m.leader.set(1);
+        m.admission_reviews
+            .get_or_create(&ReviewLabels {
+                kind: "VRouterTarget".into(),
+                operation: "DELETE".into(),
+                result: "denied".into(),
+            })
+            .inc();
+        let text = m.encode();
+        for line in [
+            "vrouter_reconciles_total{controller=\"binding\",result=\"ok\"} 1",
+            "vrouter_reconciles_total{controller=\"target\",result=\"error\"} 1",
+            "vrouter_reconcile_errors_total{controller=\"target\",kind=\"api_409\"} 1",
+            "vrouter_drifted_routers 1",
+            "vrouter_enrollment_refusals_total{reason=\"token_used\"} 1",
+            "vrouter_leader 1",
+            "vrouter_admission_reviews_total{kind=\"VRouterTarget\",operation=\"DELETE\",result=\"denied\"} 1",
+            "vrouter_agent_sessions 0",
+            "# TYPE vrouter_apply_duration_seconds histogram",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
     }
 }

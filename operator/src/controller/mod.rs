@@ -57,6 +57,19 @@ pub struct Delivery {
 }
 
 impl Error {
+    /// The error's kind for metrics: `api_<code>` for API answers, `api_unreachable` for other
+    /// client errors, `no_namespace`, `poisoned`.
+    pub fn kind(&self) -> String {
+        match self {
+            Error::Kube { source, .. } => match source.as_ref() {
+                kube::Error::Api(s) => format!("api_{}", s.code),
+                _ => "api_unreachable".to_owned(),
+            },
+            Error::NoNamespace(_) => "no_namespace".to_owned(),
+            Error::Poisoned => "poisoned".to_owned(),
+        }
+    }
+
     /// Wraps a kube error with what was being done.
     pub fn kube(what: &'static str) -> impl Fn(kube::Error) -> Error {
         move |e| Error::Kube { what, source: Box::new(e) }
@@ -86,13 +99,28 @@ pub struct Context {
     pub recorder: Option<Recorder>,
     /// Delivery (None: the binding controller alone).
     pub delivery: Option<Delivery>,
+    /// Reconcile counts and errors are recorded here.
+    pub metrics: crate::metrics::Metrics,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
     /// A context.
     pub fn new(client: Client, stores: Stores, recorder: Option<Recorder>) -> Context {
-        Context { client, stores, recorder, delivery: None, failures: Mutex::default() }
+        Context {
+            client,
+            stores,
+            recorder,
+            delivery: None,
+            metrics: crate::metrics::Metrics::new(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Recording reconciles in `metrics` (the operator's registry).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Context {
+        self.metrics = metrics;
+        self
     }
 
     /// With delivery (the target controller).
@@ -180,8 +208,12 @@ where
             move |o, ctx: Arc<Context>| async move {
                 let key = key_of(&*o);
                 let r = reconcile(o, ctx.clone()).await;
-                if r.is_ok() {
-                    ctx.succeeded(&key);
+                match &r {
+                    Ok(_) => {
+                        ctx.succeeded(&key);
+                        ctx.metrics.reconciled(kind, None);
+                    }
+                    Err(e) => ctx.metrics.reconciled(kind, Some(&e.kind())),
                 }
                 r
             },
@@ -290,7 +322,8 @@ pub async fn pump_events(
 }
 
 /// Runs the controllers, the delivery engine and the event pump until `shutdown`: the operator
-/// in a cluster. `secret_key` keys the secrets fingerprint of revision ids (it must stay the same
+/// in a cluster, on the leader only (cancel `shutdown` when leadership is lost; reconciles and
+/// their errors are counted in the hub's metrics). `secret_key` keys the secrets fingerprint of revision ids (it must stay the same
 /// across restarts, or every router gets a new revision id once).
 pub async fn run(
     client: Client,
@@ -299,6 +332,7 @@ pub async fn run(
     concurrency: u16,
     shutdown: CancellationToken,
 ) {
+    let metrics = hub.metrics().clone();
     let stores = stores(&client, &shutdown);
     let applied = target::ConfigMapStore::new(client.clone(), stores.targets.clone());
     let hub_events = hub.subscribe();
@@ -306,7 +340,7 @@ pub async fn run(
         Engine::new(hub, Arc::new(applied), crate::delivery::EngineConfig::default(), shutdown.clone());
     let recorder = recorder(client.clone(), std::env::var("POD_NAME").ok());
     let delivery = Delivery { tracker: Mutex::new(Tracker::new(secret_key)), engine };
-    let ctx = Arc::new(Context::new(client, stores, Some(recorder)).with_delivery(delivery));
+    let ctx = Arc::new(Context::new(client, stores, Some(recorder)).with_delivery(delivery).with_metrics(metrics));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::join!(
         run_bindings(ctx.clone(), concurrency, shutdown.clone()),

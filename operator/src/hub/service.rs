@@ -82,6 +82,7 @@ impl AgentService for Service {
             }
             Err(e) => {
                 self.hub.metrics().enrollments.get_or_create(&LabelKind::of(e.label())).inc();
+                self.hub.metrics().enrollment_refusals.get_or_create(&LabelKind::of(e.label())).inc();
                 tracing::warn!(identity = %req.identity, ?peer, error = %e, "enrollment refused");
                 Err(match e {
                     crate::pki::EnrollError::Pki(_) => Status::internal(e.to_string()),

@@ -284,6 +284,7 @@ async fn handle(hub: &Hub, session: &Session, message: AgentMessage) -> Result<(
                 .drift_reports
                 .get_or_create(&LabelKind::of(if report.drifted { "drifted" } else { "clean" }))
                 .inc();
+            hub.metrics().set_drifted(&session.id.to_string(), report.drifted);
             hub.emit(HubEvent::Drift { id: session.id.clone(), report: Box::new(report) });
         }
         agent_message::Msg::RenewCertificate(req) => {

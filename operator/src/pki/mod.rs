@@ -10,6 +10,7 @@
 //!   short-lived, and carry the identity as a URI SAN. The PKI remembers which serials it issued
 //!   to which identity: revoking an identity (its target was removed) refuses its certificates.
 
+pub mod secret;
 pub mod store;
 
 use std::net::IpAddr;
@@ -26,7 +27,8 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use vrouter_proto::RouterId;
 
-pub use store::{DirStore, PkiStore, StoreError};
+pub use secret::SecretStore;
+pub use store::{DirStore, PkiStore, REVISION_KEY, StoreError, revision_key};
 
 const CA_CERT: &str = "ca.crt";
 const CA_KEY: &str = "ca.key";
@@ -283,34 +285,20 @@ impl Pki {
     /// certificate when it is missing, expiring, from another CA, or for other names.
     pub async fn open(store: Arc<dyn PkiStore>, config: PkiConfig) -> Result<Pki, PkiError> {
         let s = store.as_ref();
-        let (ca_pem, issuer) = match (s.load(CA_CERT).await?, s.load(CA_KEY).await?) {
-            (None, None) => {
+        let (ca_pem, issuer) = match load_ca(s).await? {
+            Some(ca) => ca,
+            None => {
                 let (cert_pem, key_pem, issuer) = create_ca(&config)?;
-                // Key first: a certificate without its key is refused on the next start.
-                s.save(CA_KEY, key_pem.as_bytes()).await?;
-                s.save(CA_CERT, cert_pem.as_bytes()).await?;
-                tracing::info!(store = %s.describe(), "created a new operator CA");
-                (cert_pem, issuer)
-            }
-            (Some(cert), Some(key)) => {
-                let cert = utf8(s, CA_CERT, cert)?;
-                let key = utf8(s, CA_KEY, key)?;
-                let key_pair = KeyPair::from_pem(&key).map_err(|e| corrupt(s, format!("{CA_KEY}: {e}")))?;
-                check_key_matches(s, &cert, &key_pair)?;
-                let issuer =
-                    Issuer::from_ca_cert_pem(&cert, key_pair).map_err(|e| corrupt(s, format!("{CA_CERT}: {e}")))?;
-                (cert, issuer)
-            }
-            (Some(_), None) => {
-                return Err(corrupt(
-                    s,
-                    format!(
-                        "{CA_CERT} exists but {CA_KEY} is missing; restore it (a new CA would cut off every enrolled router)"
-                    ),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(corrupt(s, format!("{CA_KEY} exists but {CA_CERT} is missing; restore it")));
+                // Both or neither, and only if absent: another replica starting at the same
+                // time may win, and then its CA is the one.
+                let items = [(CA_KEY, key_pem.into_bytes()), (CA_CERT, cert_pem.clone().into_bytes())];
+                if s.init(&items).await? {
+                    tracing::info!(store = %s.describe(), "created a new operator CA");
+                    (cert_pem, issuer)
+                } else {
+                    tracing::info!(store = %s.describe(), "another process created the CA first; using it");
+                    load_ca(s).await?.ok_or_else(|| corrupt(s, "the CA was created elsewhere but cannot be read"))?
+                }
             }
         };
         if s.load(REGISTRY_MARKER).await?.is_none() {
@@ -343,6 +331,12 @@ impl Pki {
     /// The settings.
     pub fn config(&self) -> &PkiConfig {
         &self.config
+    }
+
+    /// Issues a server certificate for other endpoints of the operator (the admission webhook),
+    /// valid for `lifetime`; not stored.
+    pub fn issue_server_cert(&self, dns_names: &[String], lifetime: Duration) -> Result<ServerIdentity, PkiError> {
+        issue_server(&self.issuer, dns_names, &[], lifetime, self.config.clock_skew)
     }
 
     /// Read-modify-write of one JSON item through the store (safe against other processes
@@ -644,6 +638,30 @@ pub fn identity_of(cert_der: &[u8]) -> Result<(RouterId, String), AuthError> {
     Ok((identity, hex(cert.raw_serial())))
 }
 
+/// The stored CA, `None` if there is none; an error if only half of it is there or the key
+/// does not match.
+async fn load_ca(s: &dyn PkiStore) -> Result<Option<(String, Issuer<'static, KeyPair>)>, PkiError> {
+    match (s.load(CA_CERT).await?, s.load(CA_KEY).await?) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => {
+            let cert = utf8(s, CA_CERT, cert)?;
+            let key = utf8(s, CA_KEY, key)?;
+            let key_pair = KeyPair::from_pem(&key).map_err(|e| corrupt(s, format!("{CA_KEY}: {e}")))?;
+            check_key_matches(s, &cert, &key_pair)?;
+            let issuer =
+                Issuer::from_ca_cert_pem(&cert, key_pair).map_err(|e| corrupt(s, format!("{CA_CERT}: {e}")))?;
+            Ok(Some((cert, issuer)))
+        }
+        (Some(_), None) => Err(corrupt(
+            s,
+            format!(
+                "{CA_CERT} exists but {CA_KEY} is missing; restore it (a new CA would cut off every enrolled router)"
+            ),
+        )),
+        (None, Some(_)) => Err(corrupt(s, format!("{CA_KEY} exists but {CA_CERT} is missing; restore it"))),
+    }
+}
+
 fn create_ca(config: &PkiConfig) -> Result<(String, String, Issuer<'static, KeyPair>), PkiError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
@@ -689,16 +707,36 @@ async fn load_or_issue_server(
         }
         tracing::info!("re-issuing the server certificate (expiring, other names, or another CA)");
     }
+    let identity = issue_server(
+        issuer,
+        &config.server_dns_names,
+        &config.server_ips,
+        config.server_cert_lifetime,
+        config.clock_skew,
+    )?;
+    store.save(SERVER_KEY, identity.key_pem.as_bytes()).await?;
+    store.save(SERVER_CERT, identity.cert_pem.as_bytes()).await?;
+    Ok(identity)
+}
+
+/// A server certificate for `dns_names` and `ips`, signed by the CA.
+fn issue_server(
+    issuer: &Issuer<'static, KeyPair>,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    lifetime: Duration,
+    clock_skew: Duration,
+) -> Result<ServerIdentity, PkiError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "vrouter");
     dn.push(DnType::CommonName, "vrouter operator");
     params.distinguished_name = dn;
-    for name in &config.server_dns_names {
+    for name in dns_names {
         params.subject_alt_names.push(SanType::DnsName(name.clone().try_into()?));
     }
-    for ip in &config.server_ips {
+    for ip in ips {
         params.subject_alt_names.push(SanType::IpAddress(*ip));
     }
     params.is_ca = IsCa::ExplicitNoCa;
@@ -706,14 +744,11 @@ async fn load_or_issue_server(
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     let start = now();
-    params.not_before = start - config.clock_skew;
-    params.not_after = start + config.server_cert_lifetime;
+    params.not_before = start - clock_skew;
+    params.not_after = start + lifetime;
     params.serial_number = Some(new_serial());
     let cert = params.signed_by(&key, issuer)?;
-    let identity = ServerIdentity { cert_pem: cert.pem(), key_pem: key.serialize_pem() };
-    store.save(SERVER_KEY, identity.key_pem.as_bytes()).await?;
-    store.save(SERVER_CERT, identity.cert_pem.as_bytes()).await?;
-    Ok(identity)
+    Ok(ServerIdentity { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
 /// Whether a stored server certificate can be kept: signed by this CA, for exactly the

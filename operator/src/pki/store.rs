@@ -41,6 +41,41 @@ pub trait PkiStore: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// A description for messages ("directory /var/lib/x", "Secret ns/name").
     fn describe(&self) -> String;
+    /// Saves `items` together only if the store holds none of them yet (create-if-absent, for
+    /// first starts racing each other); whether they were saved. Stores shared between
+    /// processes must make this atomic; the default (check, then save one by one) is for
+    /// single-writer stores.
+    async fn init(&self, items: &[(&str, Vec<u8>)]) -> Result<bool, StoreError> {
+        for (name, _) in items {
+            if self.load(name).await?.is_some() {
+                return Ok(false);
+            }
+        }
+        for (name, data) in items {
+            self.save(name, data).await?;
+        }
+        Ok(true)
+    }
+}
+
+/// The item holding the key of revision ids' secrets fingerprint.
+pub const REVISION_KEY: &str = "revision.key";
+
+/// The revision-id key kept in `store` (32 random bytes created on first use; a concurrent
+/// first use ends with one key).
+pub async fn revision_key(store: &dyn PkiStore) -> Result<Vec<u8>, StoreError> {
+    store
+        .update(REVISION_KEY, &mut |current| {
+            Ok(match current {
+                Some(k) if k.len() >= 32 => None,
+                _ => Some(rand::random::<[u8; 32]>().to_vec()),
+            })
+        })
+        .await?;
+    match store.load(REVISION_KEY).await? {
+        Some(k) if k.len() >= 32 => Ok(k),
+        _ => Err(StoreError { item: REVISION_KEY.to_owned(), message: "missing after it was written".to_owned() }),
+    }
 }
 
 /// A directory: one file per item, written to a temporary file then renamed. Files are
@@ -87,7 +122,8 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
     Ok(())
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether an item name is usable as a file name and a Secret key.
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
         && !name.starts_with('.')
