@@ -31,6 +31,7 @@ TESTS = CHARTS / "tests"
 EXAMPLES = ROOT / "examples" / "quickstart"
 KUBE_VERSION = "1.33.0"
 RELEASE = "vr"
+LEADER_LABEL = "vrouter.kojuro.date/leader"
 NAMESPACE = "vrouter-system"
 GROUP = "vrouter.kojuro.date"
 # Kinds that are CRDs of other projects: no offline schema, so they are listed and skipped
@@ -158,8 +159,14 @@ def consistency(objects: list[dict], label: str) -> None:
     container = dep["spec"]["template"]["spec"]["containers"][0]
     port_names = {p["name"] for p in container.get("ports", [])}
     services = {o["metadata"]["name"]: o for o in by_kind.get("Service", [])}
+    leader_election = any(x.startswith("--lease-name") for x in container.get("args", []))
     for svc in services.values():
-        expect(selects(svc["spec"].get("selector", {}), labels), f"{label}: {name_of(svc)} selects no operator pod")
+        selector = dict(svc["spec"].get("selector", {}))
+        if leader_election and svc["metadata"]["name"].endswith("-agent"):
+            # The agent Service selects the leader: the label the leading replica sets on its
+            # own pod at run time (operator/src/leader/label.rs), not in the pod template.
+            expect(selector.pop(LEADER_LABEL, None) == "true", f"{label}: agent Service does not select the leader")
+        expect(selects(selector, labels), f"{label}: {name_of(svc)} selects no operator pod")
         for p in svc["spec"]["ports"]:
             expect(p["targetPort"] in port_names, f"{label}: {name_of(svc)} targets missing port {p['targetPort']}")
     for probe in ("livenessProbe", "readinessProbe"):
@@ -276,7 +283,8 @@ def case_defaults(objects: list[dict]) -> None:
     vwc = find(objects, "ValidatingWebhookConfiguration")
     expect(vwc is not None and "caBundle" not in vwc["webhooks"][0]["clientConfig"],
            "defaults: offline render must not invent a caBundle")
-    for k in ("ServiceMonitor", "NetworkPolicy", "PodDisruptionBudget", "Role"):
+    expect("PodDisruptionBudget" in kinds(objects), "defaults: no PodDisruptionBudget for two replicas")
+    for k in ("ServiceMonitor", "NetworkPolicy", "Role"):
         if k == "Role":
             expect([o["metadata"]["namespace"] for o in objects if o["kind"] == "Role"] == [NAMESPACE],
                    "defaults: Roles outside the release namespace")

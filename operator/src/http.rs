@@ -1,6 +1,6 @@
 //! The operator's plain HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the process
-//! runs: always OK), `/readyz` (ready to serve agents: in a cluster, only on the leader, so a
-//! Service selecting ready pods routes agents to it).
+//! runs: always OK), `/readyz` (the endpoints listen: every serving replica is ready; agents
+//! reach the leader through the leader label the agent Service selects, see `leader::label_pod`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,8 +14,7 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 
-/// Whether the operator is ready to serve agents (the agent endpoint listens and, in a cluster,
-/// this replica leads).
+/// Whether the operator is ready to serve (its endpoints listen).
 #[derive(Clone, Debug, Default)]
 pub struct Readiness(Arc<AtomicBool>);
 

@@ -149,6 +149,8 @@ struct WebhookArgs {
     webhook_timeout: Duration,
 }
 
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve agents only (the agent hub), without resources: for agent tests and simulations.
@@ -209,6 +211,8 @@ enum Cmd {
         election: ElectionArgs,
         #[command(flatten)]
         webhook: WebhookArgs,
+        #[command(flatten)]
+        qga: QgaArgs,
     },
     /// Run the operator on a directory of manifests instead of Kubernetes (GitOps checkout, edge
     /// sites, demos). With --simulate, every target is an in-process simulated router.
@@ -373,7 +377,7 @@ async fn turn_away_agents(hub: Hub, leader: tokio::sync::watch::Receiver<bool>, 
 }
 
 /// `run`: the agent endpoint and the webhook on every replica; the controllers and the
-/// delivery engine on the leader only, which alone is ready (so the Service sends agents to it).
+/// delivery engine on the leader only, which labels its pod for the agent Service.
 async fn run_in_cluster(
     pki_args: PkiArgs,
     listen: SocketAddr,
@@ -381,8 +385,13 @@ async fn run_in_cluster(
     concurrency: u16,
     election: ElectionArgs,
     webhook: WebhookArgs,
+    qga: QgaArgs,
 ) -> Result<()> {
     let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
+    let qga = qga.options()?;
+    if qga.as_ref().is_some_and(|q| q.endpoint.is_none()) {
+        bail!("--qga in a cluster needs --guest-endpoint (the agent endpoint as router VMs reach it)");
+    }
     let store = pki_store(&pki_args, Some(&client)).await?;
     let secret_key = if pki_args.pki_secret.is_some() {
         vrouter_operator::pki::revision_key(store.as_ref()).await?
@@ -394,6 +403,23 @@ async fn run_in_cluster(
     let pki = open_pki_in(&pki_args, store).await?;
     let shutdown = shutdown_on_signal();
     let (hub, server, ready) = serve_agents(pki.clone(), listen, metrics_listen, &shutdown).await?;
+    // Every replica that serves is ready (rolling updates, disruption budgets, webhook); agents
+    // reach the leader through the leader label the agent Service selects.
+    ready.set(true);
+    let qga = qga.map(|q| vrouter_operator::qga::route::QgaSupport {
+        resolver: Arc::new(vrouter_operator::qga::kube::KubeResolver::new(client.clone())),
+        bootstrap: vrouter_operator::qga::guest::BootstrapSettings {
+            agent_binary: q.agent_binary,
+            endpoint: q.endpoint.unwrap_or_default(),
+            server_name: q.server_name,
+            ca_pem: pki.ca_pem().to_owned(),
+            extra_config: q.extra_agent_config,
+            layout: vrouter_operator::qga::guest::GuestLayout::new(q.guest_root),
+        },
+        fallback_after: q.fallback_after,
+        session_wait: q.session_wait,
+        poll: q.poll,
+    });
     if let Some(addr) = webhook.webhook_listen {
         let config = vrouter_operator::webhook::WebhookConfig {
             listen: addr,
@@ -409,6 +435,11 @@ async fn run_in_cluster(
                 .await?;
         tracing::info!(addr = %bound, "serving the admission webhook");
     }
+    // The pod the leader label goes on (from the downward API, as the chart sets it).
+    let labelled = election
+        .leader_election
+        .then(|| Some((std::env::var("POD_NAME").ok()?, std::env::var("POD_NAMESPACE").ok()?)))
+        .flatten();
     // Always leading without election (one replica only).
     let (always, mut elector_task) = (tokio::sync::watch::channel(true), None);
     let election_stop = CancellationToken::new();
@@ -435,14 +466,29 @@ async fn run_in_cluster(
     tokio::spawn(turn_away_agents(hub.clone(), leader.clone(), shutdown.clone()));
     let metrics = hub.metrics().clone();
     let h = hub.clone();
+    let label_client = client.clone();
     vrouter_operator::leader::lead(
         leader,
         shutdown.clone(),
         move |token| {
-            vrouter_operator::controller::run(client.clone(), h.clone(), secret_key.clone(), concurrency, token)
+            vrouter_operator::controller::run(
+                client.clone(),
+                h.clone(),
+                secret_key.clone(),
+                concurrency,
+                qga.clone(),
+                token,
+            )
         },
         move |leading| {
-            ready.set(leading);
+            if let Some((pod, namespace)) = labelled.clone() {
+                let client = label_client.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = vrouter_operator::leader::label_pod(&client, &namespace, &pod, leading).await {
+                        tracing::error!(error = %e, %pod, "cannot set the leader label: agents may not reach this replica");
+                    }
+                });
+            }
             metrics.leader.set(i64::from(leading));
             if !leading {
                 // Agents reconnect through the Service, to the new leader.
@@ -488,9 +534,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Crds => print!("{}", vrouter_operator::crd::crds_yaml()?),
-        Cmd::Run { pki, listen, metrics_listen, concurrency, election, webhook } => {
+        Cmd::Run { pki, listen, metrics_listen, concurrency, election, webhook, qga } => {
             raise_fd_limit();
-            run_in_cluster(pki, listen, metrics_listen, concurrency.max(1), election, webhook).await?;
+            run_in_cluster(pki, listen, metrics_listen, concurrency.max(1), election, webhook, qga).await?;
         }
         Cmd::Diff { state_dir, dir } => {
             let state = state_dir.unwrap_or_else(|| dir.join(".vrouter"));

@@ -323,13 +323,15 @@ pub async fn pump_events(
 
 /// Runs the controllers, the delivery engine and the event pump until `shutdown`: the operator
 /// in a cluster, on the leader only (cancel `shutdown` when leadership is lost; reconciles and
-/// their errors are counted in the hub's metrics). `secret_key` keys the secrets fingerprint of revision ids (it must stay the same
+/// their errors are counted in the hub's metrics). `qga` enables guest-agent bootstrap and
+/// fallback. `secret_key` keys the secrets fingerprint of revision ids (it must stay the same
 /// across restarts, or every router gets a new revision id once).
 pub async fn run(
     client: Client,
     hub: crate::hub::Hub,
     secret_key: Vec<u8>,
     concurrency: u16,
+    qga: Option<crate::qga::route::QgaSupport>,
     shutdown: CancellationToken,
 ) {
     let metrics = hub.metrics().clone();
@@ -338,6 +340,9 @@ pub async fn run(
     let hub_events = hub.subscribe();
     let (engine, deliveries) =
         Engine::new(hub, Arc::new(applied), crate::delivery::EngineConfig::default(), shutdown.clone());
+    if let Some(q) = qga {
+        engine.enable_qga(q);
+    }
     let recorder = recorder(client.clone(), std::env::var("POD_NAME").ok());
     let delivery = Delivery { tracker: Mutex::new(Tracker::new(secret_key)), engine };
     let ctx = Arc::new(Context::new(client, stores, Some(recorder)).with_delivery(delivery).with_metrics(metrics));

@@ -9,6 +9,7 @@
 //!   before its lease can expire for the others (`renew_deadline < lease_duration`).
 //! - [`lead`]: runs a piece of work while leader, cancels it when leadership is lost, then
 //!   contends again.
+//! - [`label_pod`]: the leader labels its pod [`LEADER_LABEL`]; the agent Service selects it.
 //!
 //! Expiry is judged on this replica's monotonic clock, like client-go: a lease is expired once
 //! its record (resourceVersion) has not changed for its duration, so clock skew between nodes
@@ -19,6 +20,7 @@
 //! extend its successor's; the others target older kube releases.
 
 mod elector;
+mod label;
 mod lead;
 
 use std::time::Duration;
@@ -26,6 +28,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::LeaseSpec;
 
 pub use elector::{Elector, ElectorError};
+pub use label::{LEADER_LABEL, label_pod};
 pub use lead::lead;
 
 /// Lease settings (client-go's defaults).
