@@ -97,54 +97,43 @@ impl VmResolver for KubeResolver {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
-    use http::{Request, Response};
-    use kube::client::Body;
+    use crate::mock_api::{expect, failure, mock};
 
-    fn json(v: serde_json::Value) -> Response<Body> {
-        Response::builder().status(200).body(Body::from(serde_json::to_vec(&v).unwrap())).unwrap()
-    }
+    const CLUSTER: &str = "/apis/vrouter.kojuro.date/v1/namespaces/edge/proxmoxclusters/pve";
+    const SECRET: &str = "/api/v1/namespaces/edge/secrets/pve-token";
 
-    fn cluster(version: &str) -> serde_json::Value {
-        serde_json::json!({
+    fn cluster() -> Value {
+        json!({
             "apiVersion": "vrouter.kojuro.date/v1", "kind": "ProxmoxCluster",
-            "metadata": {"name": "pve", "namespace": "edge", "resourceVersion": version},
+            "metadata": {"name": "pve", "namespace": "edge", "resourceVersion": "1"},
             "spec": {"endpoints": ["https://127.0.0.1:8006"], "credentialsRef": {"name": "pve-token"}}
         })
     }
 
-    fn secret(data: serde_json::Value) -> serde_json::Value {
-        serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+    fn secret(data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "pve-token", "namespace": "edge", "resourceVersion": "7"}, "data": data})
     }
 
-    /// Serves the given responses in order, checking each request's path.
-    fn mock(expect: Vec<(&'static str, Response<Body>)>) -> (Client, tokio::task::JoinHandle<()>) {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let task = tokio::spawn(async move {
-            for (path, response) in expect {
-                let (request, send) = handle.next_request().await.expect("a request");
-                assert_eq!(request.method(), "GET");
-                assert_eq!(request.uri().path(), path);
-                send.send_response(response);
-            }
-        });
-        (Client::new(service, "default"), task)
+    fn vm() -> VmRef {
+        VmRef::Proxmox { namespace: "edge".into(), cluster: "pve".into(), vmid: 101 }
     }
 
     #[tokio::test]
     async fn proxmox_reads_the_cluster_and_its_secret_by_name_and_caches_the_api() {
         // "user@pam!ci" / "s3cret", base64.
-        let data = serde_json::json!({"api-token-id": "dXNlckBwYW0hY2k=", "api-token-secret": "czNjcmV0"});
+        let data = json!({"api-token-id": "dXNlckBwYW0hY2k=", "api-token-secret": "czNjcmV0"});
         let (client, task) = mock(vec![
-            ("/apis/vrouter.kojuro.date/v1/namespaces/edge/proxmoxclusters/pve", json(cluster("1"))),
-            ("/api/v1/namespaces/edge/secrets/pve-token", json(secret(data.clone()))),
-            ("/apis/vrouter.kojuro.date/v1/namespaces/edge/proxmoxclusters/pve", json(cluster("1"))),
-            ("/api/v1/namespaces/edge/secrets/pve-token", json(secret(data))),
+            expect("GET", CLUSTER, cluster()),
+            expect("GET", SECRET, secret(data.clone())),
+            expect("GET", CLUSTER, cluster()),
+            expect("GET", SECRET, secret(data)),
         ]);
         let resolver = KubeResolver::new(client);
-        let vm = VmRef::Proxmox { namespace: "edge".into(), cluster: "pve".into(), vmid: 101 };
-        let p = resolver.resolve(&vm).await.unwrap();
+        let p = resolver.resolve(&vm()).await.unwrap();
         assert!(p.describe().contains("101"), "{}", p.describe());
         let first = resolver.proxmox_api("edge", "pve").await.unwrap();
         let again = resolver.proxmox.lock().unwrap().get(&("edge".into(), "pve".into())).unwrap().1.clone();
@@ -154,32 +143,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_secret_without_the_token_keys_is_a_clear_error() {
-        let (client, task) = mock(vec![
-            ("/apis/vrouter.kojuro.date/v1/namespaces/edge/proxmoxclusters/pve", json(cluster("1"))),
-            ("/api/v1/namespaces/edge/secrets/pve-token", json(secret(serde_json::json!({"token": "eA=="})))),
-        ]);
-        let resolver = KubeResolver::new(client);
-        let vm = VmRef::Proxmox { namespace: "edge".into(), cluster: "pve".into(), vmid: 101 };
-        let e = resolver.resolve(&vm).await.err().unwrap();
+        let (client, task) =
+            mock(vec![expect("GET", CLUSTER, cluster()), expect("GET", SECRET, secret(json!({"token": "eA=="})))]);
+        let e = KubeResolver::new(client).resolve(&vm()).await.err().unwrap();
         assert!(e.contains("edge/pve-token") && e.contains("api-token-id"), "{e}");
         task.await.unwrap();
     }
 
     #[tokio::test]
     async fn a_missing_cluster_is_named() {
-        let not_found = Response::builder()
-            .status(404)
-            .body(Body::from(
-                serde_json::to_vec(&serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                    "reason": "NotFound", "code": 404, "message": "not found"}))
-                .unwrap(),
-            ))
-            .unwrap();
-        let (client, task) =
-            mock(vec![("/apis/vrouter.kojuro.date/v1/namespaces/edge/proxmoxclusters/pve", not_found)]);
-        let resolver = KubeResolver::new(client);
-        let vm = VmRef::Proxmox { namespace: "edge".into(), cluster: "pve".into(), vmid: 101 };
-        let e = resolver.resolve(&vm).await.err().unwrap();
+        let (client, task) = mock(vec![failure("GET", CLUSTER, 404, "NotFound")]);
+        let e = KubeResolver::new(client).resolve(&vm()).await.err().unwrap();
         assert_eq!(e, "ProxmoxCluster edge/pve does not exist");
         task.await.unwrap();
     }
