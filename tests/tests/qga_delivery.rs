@@ -281,3 +281,77 @@ fn status_field(status: &str, key: &str) -> String {
         .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_owned())
         .unwrap_or_else(|| panic!("no {key} in {status}"))
 }
+
+#[test]
+fn a_reboot_that_lost_unsaved_state_is_delivered_again_once() {
+    let guest = Guest::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("site");
+    manifests(&dir, guest.qga.socket(), "QGA");
+    // Not saved: a reboot brings back the saved configuration.
+    std::fs::write(
+        dir.join("router.yaml"),
+        std::fs::read_to_string(dir.join("router.yaml"))
+            .unwrap()
+            .replace("  commands: |", "  save: false\n  commands: |"),
+    )
+    .unwrap();
+    let agent_config = dir.join("guest-agent.toml");
+    std::fs::write(&agent_config, guest.agent_extra()).unwrap();
+    let operator = Command::new(vrouter_tests::workspace_bin("vrouter-operator", "vrouter-operator"))
+        .args(["--log", "warn", "standalone"])
+        .arg(&dir)
+        .args(["--listen", "127.0.0.1:0", "--poll-ms", "200", "--retry-secs", "1"])
+        .args(["--qga", "--guest-poll", "1s", "--guest-root"])
+        .arg(guest.root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut operator = KillOnDrop(operator);
+    let commits = || {
+        std::fs::read_to_string(guest.root().join("fake/events"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("commit"))
+            .count()
+    };
+    let wait = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !ok() {
+            assert!(std::time::Instant::now() < deadline, "{what}\n{}", status(&dir));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    wait("first delivery", &|| guest.host_name() == ["edge-1"]);
+    let after_first = commits();
+    assert!(!std::fs::read_to_string(guest.root().join("config/config.boot")).unwrap().contains("edge-1"));
+
+    // The next boot completes only when the test says so.
+    guest.vyos.ctl(&["boot-time", "manual"]);
+    guest.vyos.ctl(&["reboot"]);
+    chown_tree(guest.root());
+    assert_eq!(guest.host_name(), ["vyos"], "the reboot did not bring back the saved config");
+    // Nothing is applied before VyOS has loaded its boot configuration; then it is.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(guest.host_name(), ["vyos"], "applied before the boot completed");
+    guest.vyos.ctl(&["boot-complete"]);
+    // The double ran as this test's user: give what it wrote back to the guest agent's.
+    chown_tree(guest.root());
+    wait("delivery after the reboot", &|| guest.host_name() == ["edge-1"]);
+    // Once per boot: a few more polls commit nothing more.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let _ = operator.0.kill();
+    let _ = operator.0.wait();
+    assert_eq!(commits(), after_first + 1, "{}", std::fs::read_to_string(guest.root().join("fake/events")).unwrap());
+}
+
+/// A child process killed when the test ends, panicking or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -9,7 +9,8 @@
 # the number of words, then the words. Nothing read from it is ever evaluated: each command runs
 # as my_<op> with the words as separate arguments.
 # Exit status: 0 applied, 1 an edit was refused (nothing committed), 2 the commit failed,
-# 3 the save failed, 65 a malformed command file, 70 no session, 75 another apply holds the lock.
+# 3 the save failed, 65 a malformed command file, 69 VyOS has not finished booting, 70 no session,
+# 75 another apply holds the lock.
 set -u
 root=${1%/}
 commands=$2
@@ -21,6 +22,12 @@ lock="$root/run/vrouter-qga-apply.lock"
 mkdir -p "$root/run"
 exec 9>"$lock" || { echo "vrouter: cannot open $lock"; exit 70; }
 flock -w 600 9 || { echo "vrouter: another apply held $lock for 10 minutes"; exit 75; }
+
+# As the agent: nothing is applied before VyOS has loaded its boot configuration.
+if [ ! -e "$root/tmp/vyos-config-status" ]; then
+    echo "vrouter: VyOS has not finished booting (no /tmp/vyos-config-status)"
+    exit 69
+fi
 
 api="$root/bin/cli-shell-api"
 sbin="$root/opt/vyatta/sbin"
