@@ -106,7 +106,12 @@ pub async fn enroll(client: &Client, ns: &str, target: &str, options: &Options) 
         tokio::time::sleep(options.poll).await;
     }
     let secret = match found {
-        Some(s) => s,
+        Some(s) => {
+            // Normally the operator removed the request already; if that failed, a retry of
+            // its reconcile after the Secret is gone would issue a second token.
+            withdraw(&targets, target, &request).await?;
+            s
+        }
         None => {
             withdraw(&targets, target, &request).await?;
             // The operator may have answered in between.

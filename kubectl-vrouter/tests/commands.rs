@@ -454,6 +454,16 @@ fn target_r1() -> Answer {
     Answer::Ok(targets().remove(0))
 }
 
+/// r1 still carrying the plugin's request (its third call), at resourceVersion 77.
+fn with_request() -> Answer {
+    Answer::With(Box::new(|bodies| {
+        let mut t = targets().remove(0);
+        t["metadata"]["resourceVersion"] = "77".into();
+        t["metadata"]["annotations"] = bodies[2]["metadata"]["annotations"].clone();
+        t
+    }))
+}
+
 fn deleted() -> Answer {
     Answer::Ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}))
 }
@@ -475,6 +485,8 @@ async fn enroll_annotates_waits_for_its_secret_prints_agent_toml_and_deletes_the
         call("PATCH", format!("{TARGET}?"), target_r1()),
         call("GET", SECRET, Answer::Status(404)),
         call("GET", SECRET, answer(Some("https://vrouter.example.net:7443"))),
+        // The operator removed the request: nothing to withdraw.
+        call("GET", TARGET, target_r1()),
         call("DELETE", format!("{SECRET}?"), deleted()),
     ]);
     let e = enroll::enroll(&client, "net", "r1", &quick(None)).await.unwrap();
@@ -512,12 +524,19 @@ async fn enroll_endpoint_flag_wins_and_a_missing_endpoint_is_explained() {
         call("DELETE", format!("{SECRET}?"), deleted()),
         call("PATCH", format!("{TARGET}?"), target_r1()),
         call("GET", SECRET, answer(Some("https://inside:7443"))),
+        // The operator's removal of the request failed: the plugin withdraws it.
+        call("GET", TARGET, with_request()),
+        call("PATCH", format!("{TARGET}?"), target_r1()),
         call("DELETE", format!("{SECRET}?"), deleted()),
     ]);
     let mut o = quick(Some("https://outside.example.net:443"));
     o.server_name = Some("vrouter-operator".into());
     let e = enroll::enroll(&client, "net", "r1", &o).await.unwrap();
-    api.await.unwrap();
+    let bodies = api.await.unwrap();
+    assert_eq!(
+        bodies[5],
+        json!({"metadata": {"resourceVersion": "77", "annotations": {"vrouter.kojuro.date/enroll-request": null}}})
+    );
     assert_eq!(e.endpoint, "https://outside.example.net:443");
     assert!(e.agent_toml.contains("server_name = \"vrouter-operator\"\n"), "{}", e.agent_toml);
 
@@ -526,6 +545,7 @@ async fn enroll_endpoint_flag_wins_and_a_missing_endpoint_is_explained() {
         call("DELETE", format!("{SECRET}?"), Answer::Status(404)),
         call("PATCH", format!("{TARGET}?"), target_r1()),
         call("GET", SECRET, answer(None)),
+        call("GET", TARGET, target_r1()),
         // The Secret goes even though nothing is printed.
         call("DELETE", format!("{SECRET}?"), deleted()),
     ]);
@@ -542,19 +562,13 @@ async fn enroll_times_out_clearly_and_withdraws_its_request() {
     let stale = Answer::With(Box::new(
         |_| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vrouter-enroll-r1"}, "data": {"request-id": b64("someone-else")}}),
     ));
-    let with_request = Answer::With(Box::new(|bodies| {
-        let mut t = targets().remove(0);
-        t["metadata"]["resourceVersion"] = "77".into();
-        t["metadata"]["annotations"] = bodies[2]["metadata"]["annotations"].clone();
-        t
-    }));
     let (client, api) = mock(vec![
         call("GET", TARGET, target_r1()),
         call("DELETE", format!("{SECRET}?"), Answer::Status(404)),
         call("PATCH", format!("{TARGET}?"), target_r1()),
         // Another request's Secret is not ours.
         call("GET", SECRET, stale),
-        call("GET", TARGET, with_request),
+        call("GET", TARGET, with_request()),
         call("PATCH", format!("{TARGET}?"), target_r1()),
         call("GET", SECRET, Answer::Status(404)),
     ]);
