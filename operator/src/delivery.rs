@@ -305,6 +305,16 @@ impl Engine {
         tokio::spawn(run.run());
     }
 
+    /// The hub deliveries go through (and its PKI).
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// The guest-agent settings, once enabled (the agent endpoint guests are told to dial).
+    pub fn qga(&self) -> Option<&QgaSupport> {
+        self.inner.qga.get()
+    }
+
     /// Routers with a desired revision.
     pub fn routers(&self) -> Vec<RouterId> {
         self.inner.workers.lock().map(|w| w.keys().cloned().collect()).unwrap_or_default()

@@ -3,12 +3,14 @@
 //! - [`binding`]: bindings → generated VRouterConfigs and binding status.
 //! - [`target`]: a router's configs → its desired revision (to the delivery engine), and the
 //!   target's and configs' status from delivery and agent events.
+//! - [`enroll`]: enrollment requests (`kubectl vrouter enroll`) → a token in a Secret.
 //!
 //! Reads come from reflector stores shared by the controllers; writes use server-side apply
 //! under one field manager ([`FIELD_MANAGER`]). Reconcile errors are typed and retried with a
 //! per-object exponential backoff; concurrency is bounded.
 
 pub mod binding;
+pub mod enroll;
 pub mod target;
 
 use std::collections::HashMap;
@@ -46,6 +48,14 @@ pub enum Error {
     /// A lock was poisoned by a panic elsewhere.
     #[error("internal state is poisoned")]
     Poisoned,
+    /// An enrollment request cannot be served now ([`enroll`]).
+    #[error("enrollment of {target}: {message}")]
+    Enroll {
+        /// The target, `<namespace>/<name>`.
+        target: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Delivery state shared by the target controller and the event pump.

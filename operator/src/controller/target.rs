@@ -32,6 +32,9 @@ pub async fn reconcile(target: Arc<VRouterTarget>, ctx: Arc<Context>) -> Result<
     let name = target.name_any();
     let ns = target.namespace().ok_or_else(|| Error::NoNamespace(name.clone()))?;
     let Some(delivery) = ctx.delivery.as_ref() else { return Ok(Action::await_change()) };
+    // Before the status write (which changes the resourceVersion the annotation's removal is
+    // conditional on); its failure is returned after the router's own work.
+    let enrolled = super::enroll::reconcile(&target, &ctx).await;
     let all = in_namespace(&ctx.stores.configs, &ns);
     let mine: Vec<&VRouterConfig> = all.values().filter(|c| c.spec.target_ref.name == name).collect();
 
@@ -75,6 +78,7 @@ pub async fn reconcile(target: Arc<VRouterTarget>, ctx: Arc<Context>) -> Result<
         (ts, cs)
     };
     write_statuses(&ctx.client, &ns, &target, target_status, &mine, config_statuses).await?;
+    enrolled?;
     Ok(Action::requeue(RESYNC))
 }
 

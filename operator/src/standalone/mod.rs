@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
+#[cfg(feature = "simulate")]
 use vrouter_proto::RouterId;
 
 use crate::delivery::{self, Engine, EngineConfig};
