@@ -68,7 +68,7 @@ pub struct Delivery {
 
 impl Error {
     /// The error's kind for metrics: `api_<code>` for API answers, `api_unreachable` for other
-    /// client errors, `no_namespace`, `poisoned`.
+    /// client errors, `no_namespace`, `poisoned`, `enroll`.
     pub fn kind(&self) -> String {
         match self {
             Error::Kube { source, .. } => match source.as_ref() {
@@ -77,6 +77,7 @@ impl Error {
             },
             Error::NoNamespace(_) => "no_namespace".to_owned(),
             Error::Poisoned => "poisoned".to_owned(),
+            Error::Enroll { .. } => "enroll".to_owned(),
         }
     }
 
