@@ -1,10 +1,11 @@
-//! `kubectl vrouter diff TARGET`: the commands the operator would run, planned the way it plans
-//! them (policy, managed scopes, explicit deletions) from the last applied revision — the
-//! ConfigMap `vrouter-applied-<target>` the operator keeps — to the desired one, and the drift
-//! the agent last reported.
+//! `kubectl vrouter diff TARGET`: the commands the agent would run, planned the way it plans
+//! them (policy, managed scopes, explicit deletions, the previous applied revision for Merge
+//! removals) to the desired configuration, and the drift the agent last reported.
 //!
-//! Not against the router's live running configuration: reading it needs an authenticated
-//! operator API that does not exist yet. The header says so.
+//! By default against the router's running configuration, fetched through the operator
+//! ([`crate::live`]); with [`Source::Applied`] (`--from-applied`) against the last applied
+//! revision — the ConfigMap `vrouter-applied-<target>` the operator keeps — without asking the
+//! operator. The header says which.
 
 use std::time::SystemTime;
 
@@ -20,8 +21,33 @@ use vyos_config::{Config, PlanInput, Policy, Schema, Tree, path_from_str, plan};
 
 use crate::Error;
 use crate::fetch::{manifests, namespace_objects};
+use crate::live::{Running, running_config};
 use crate::output::timestamp;
 use crate::render::{Rendered, render};
+use crate::request::Wait;
+
+/// What `diff` plans against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The router's running configuration, fetched through the operator (waiting as given).
+    Running(Wait),
+    /// The last applied revision the operator recorded (no operator round trip).
+    Applied,
+}
+
+/// The running configuration a diff was planned against (its text is not shown: it holds
+/// secret values).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Live {
+    /// When the operator fetched it.
+    pub fetched_at: String,
+    /// The agent's digest of it.
+    pub digest: String,
+    /// The applied revision the agent reported, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_revision: Option<String>,
+}
 
 /// What `diff` shows.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -42,10 +68,14 @@ pub struct Diff {
     pub applied_at: Option<Time>,
     /// What the commands are planned against, in words.
     pub baseline: String,
+    /// The running configuration planned against (absent: planned from the applied revision).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<Live>,
     /// The commands (secret values as placeholders).
     pub commands: Vec<String>,
     /// Explicit deletions of paths the applied revision does not have: they run if the router
-    /// has those paths (set by hand), which only a read of its running config would tell.
+    /// has those paths (set by hand), which only a read of its running config would tell
+    /// (planned from the applied revision only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deletions_if_present: Vec<String>,
     /// The drift the agent reported.
@@ -80,8 +110,32 @@ fn parse(text: &str, what: &str) -> Result<Tree, Error> {
     Config::parse(text).map(|c| c.tree).map_err(|e| Error::Config(format!("{what}: {e}")))
 }
 
-/// Plans from the applied record to the rendered configuration (pure).
-pub fn plan_diff(rendered: &Rendered, record: Option<&AppliedRecord>, target: &VRouterTarget) -> Result<Diff, Error> {
+/// Takes the router's value as equal wherever the desired value is a secret placeholder: the
+/// plugin never reads Secrets, so secret values are not compared.
+fn mask_secrets(running: &mut Tree, desired: &Tree) {
+    for (path, node) in desired.leaves() {
+        if node.values().iter().any(|v| v.contains(SECRET_MARK))
+            && let Some(r) = running.get_mut(&path)
+            && r.children().is_empty()
+            && !r.values().is_empty()
+        {
+            r.set_values(node.values().to_vec());
+        }
+    }
+}
+
+/// How secret placeholders start in rendered configurations.
+const SECRET_MARK: &str = "@@vrouter-secret:";
+
+/// Plans to the rendered configuration from the router's running configuration `live` when
+/// given, else from the applied record (pure). The applied record is the previous revision
+/// either way (what Merge may remove).
+pub fn plan_diff(
+    rendered: &Rendered,
+    record: Option<&AppliedRecord>,
+    live: Option<&Running>,
+    target: &VRouterTarget,
+) -> Result<Diff, Error> {
     let id = format!("{}/{}", rendered.namespace, rendered.target);
     let status = target.status.as_ref();
     let agent = status.and_then(|s| s.agent.as_ref());
@@ -104,10 +158,16 @@ pub fn plan_diff(rendered: &Rendered, record: Option<&AppliedRecord>, target: &V
         }),
         ..Diff::default()
     };
-    out.baseline = match record {
-        Some(r) => format!("the last applied revision {}", r.revision),
-        None => "an empty configuration (no applied revision recorded)".to_owned(),
+    out.baseline = match (live, record) {
+        (Some(l), _) => format!("the running configuration fetched at {} (digest {})", l.fetched_at, l.digest),
+        (None, Some(r)) => format!("the last applied revision {}", r.revision),
+        (None, None) => "an empty configuration (no applied revision recorded)".to_owned(),
     };
+    out.running = live.map(|l| Live {
+        fetched_at: l.fetched_at.clone(),
+        digest: l.digest.clone(),
+        reported_revision: l.revision.clone(),
+    });
     let Some(config) = &rendered.config else {
         out.note = Some("no VRouterConfig for this router: nothing to deliver".to_owned());
         return Ok(out);
@@ -117,7 +177,14 @@ pub fn plan_diff(rendered: &Rendered, record: Option<&AppliedRecord>, target: &V
         Some(r) => Some(parse(&r.config, &format!("{id}: applied revision {}", r.revision))?),
         None => None,
     };
-    let running = previous.clone().unwrap_or_default();
+    let running = match live {
+        Some(l) => {
+            let mut t = parse(&l.config, &format!("{id}: running configuration"))?;
+            mask_secrets(&mut t, &desired);
+            t
+        }
+        None => previous.clone().unwrap_or_default(),
+    };
     let mut deletions = Vec::new();
     for line in &rendered.deletions {
         let c = vyos_config::commands::parse_line(line, 0)
@@ -136,12 +203,15 @@ pub fn plan_diff(rendered: &Rendered, record: Option<&AppliedRecord>, target: &V
         schema: Schema::vyos(),
     });
     out.commands = p.commands.iter().map(ToString::to_string).collect();
-    out.deletions_if_present = rendered.deletions.iter().filter(|d| !out.commands.contains(d)).cloned().collect();
+    if live.is_none() {
+        out.deletions_if_present = rendered.deletions.iter().filter(|d| !out.commands.contains(d)).cloned().collect();
+    }
     Ok(out)
 }
 
-/// Renders `target`, reads its applied record and plans.
-pub async fn diff_target(client: &Client, ns: &str, target: &str) -> Result<Diff, Error> {
+/// Renders `target`, reads its applied record, fetches its running configuration through the
+/// operator (with [`Source::Running`]) and plans.
+pub async fn diff_target(client: &Client, ns: &str, target: &str, source: Source) -> Result<Diff, Error> {
     let objects = namespace_objects(client, ns).await?;
     let rendered = render(&manifests(ns, &objects), ns, target, SystemTime::now())?;
     let Some(t) = objects.targets.iter().find(|t| t.metadata.name.as_deref() == Some(target)) else {
@@ -159,7 +229,11 @@ pub async fn diff_target(client: &Client, ns: &str, target: &str) -> Result<Diff
             at: data.get("at").and_then(|a| a.parse().ok()).unwrap_or(0),
         }
     });
-    plan_diff(&rendered, record.as_ref(), t)
+    let live = match source {
+        Source::Running(wait) => Some(running_config(client, ns, target, wait).await?),
+        Source::Applied => None,
+    };
+    plan_diff(&rendered, record.as_ref(), live.as_ref(), t)
 }
 
 /// The table (text) form: a header saying what the commands are planned against, the commands,
@@ -175,12 +249,24 @@ pub fn text(d: &Diff) -> String {
         _ => "no drift reported".to_owned(),
     };
     out.push_str(&format!("# against {}", d.baseline));
-    if let Some(at) = &d.applied_at {
-        out.push_str(&format!(" (applied {})", timestamp(Some(at))));
+    match &d.running {
+        Some(live) => {
+            match &live.reported_revision {
+                Some(r) => out.push_str(&format!("; the router reports revision {r} applied\n")),
+                None => out.push_str("; the router reports no applied revision\n"),
+            }
+            out.push_str("# secret values are not compared (the router's value counts as the placeholder's)\n");
+            out.push_str("# paths the agent's own configuration protects are not known here\n");
+        }
+        None => {
+            if let Some(at) = &d.applied_at {
+                out.push_str(&format!(" (applied {})", timestamp(Some(at))));
+            }
+            out.push_str(&format!(" and {drift_at}\n"));
+            out.push_str("# not the router's live running config (--from-applied)\n");
+            out.push_str("# secret values are compared as placeholders\n");
+        }
     }
-    out.push_str(&format!(" and {drift_at}\n"));
-    out.push_str("# not the router's live running config: reading it needs an operator API that does not exist yet\n");
-    out.push_str("# secret values are compared as placeholders\n");
     if let Some(note) = &d.note {
         out.push_str(&format!("# {note}\n"));
     } else if d.commands.is_empty() {

@@ -7,40 +7,28 @@
 //! plugin reads the Secret carrying its request id, deletes it, and prints the configuration.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+use kube::Client;
 use serde::Serialize;
-use serde_json::json;
 use vrouter_operator::controller::enroll::{
-    ANNOTATION_ENROLL_REQUEST, KEY_CA, KEY_ENDPOINT, KEY_IDENTITY, KEY_REQUEST_ID, KEY_SERVER_NAME, KEY_TOKEN,
-    secret_name, secret_value,
+    ANNOTATION_ENROLL_REQUEST, KEY_CA, KEY_ENDPOINT, KEY_IDENTITY, KEY_SERVER_NAME, KEY_TOKEN, secret_name,
+    secret_value,
 };
-use vrouter_operator::crd::VRouterTarget;
 use vrouter_operator::qga::guest::{AGENT_DIR, BootstrapSettings, GuestLayout, agent_config};
 
 use crate::Error;
 use crate::fetch;
+use crate::request::{self, Wait};
 
 /// How to enroll.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// The agent endpoint the router dials; default: the one the operator advertises.
     pub endpoint: Option<String>,
     /// The TLS server name the agent expects, when it differs from the endpoint's host.
     pub server_name: Option<String>,
-    /// How long to wait for the operator.
-    pub timeout: Duration,
-    /// How often to look for the Secret.
-    pub poll: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { endpoint: None, server_name: None, timeout: Duration::from_secs(60), poll: Duration::from_secs(1) }
-    }
+    /// How long to wait for the operator, and how often to look.
+    pub wait: Wait,
 }
 
 /// A router's enrollment.
@@ -68,8 +56,7 @@ pub struct Enrollment {
 
 /// A fresh random request id (16 hex digits).
 pub fn new_request_id() -> String {
-    let bytes: [u8; 8] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    request::new_request_id()
 }
 
 /// Asks the operator for a token for `target` and builds the agent's configuration. The Secret
@@ -81,54 +68,19 @@ pub async fn enroll(client: &Client, ns: &str, target: &str, options: &Options) 
         check_endpoint(e).map_err(fail)?;
     }
     fetch::target(client, ns, target).await?;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let targets: Api<VRouterTarget> = Api::namespaced(client.clone(), ns);
     let sname = secret_name(target);
-    // A Secret left by an earlier request (the operator never overwrites one).
-    delete_secret(&secrets, &sname).await?;
-    let request = new_request_id();
-    let ask = json!({"metadata": {"annotations": {ANNOTATION_ENROLL_REQUEST: request}}});
-    targets
-        .patch(target, &PatchParams::default(), &Patch::Merge(&ask))
-        .await
-        .map_err(Error::kube(format!("annotate VRouterTarget {id}")))?;
-
-    let deadline = tokio::time::Instant::now() + options.timeout;
-    let mut found = None;
-    loop {
-        if let Some(s) = ours(&secrets, &sname, &request).await? {
-            found = Some(s);
-            break;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(options.poll).await;
-    }
-    let secret = match found {
-        Some(s) => {
-            // Normally the operator removed the request already; if that failed, a retry of
-            // its reconcile after the Secret is gone would issue a second token.
-            withdraw(&targets, target, &request).await?;
-            s
-        }
-        None => {
-            withdraw(&targets, target, &request).await?;
-            // The operator may have answered in between.
-            match ours(&secrets, &sname, &request).await? {
-                Some(s) => s,
-                None => {
-                    return Err(fail(format!(
-                        "no answer from the operator after {}s (Secret {sname} with request id {request}); is the operator running and watching namespace {ns}? The request was withdrawn",
-                        options.timeout.as_secs()
-                    )));
-                }
-            }
-        }
+    let asked = request::ask(client, ns, target, ANNOTATION_ENROLL_REQUEST, &sname, options.wait).await?;
+    let Some(secret) = asked.secret else {
+        return Err(fail(format!(
+            "no answer from the operator after {}s (Secret {sname} with request id {}); is the operator running and watching namespace {ns}? The request was withdrawn",
+            options.wait.timeout.as_secs(),
+            asked.request
+        )));
     };
+    let request = asked.request;
     let value = |key: &str| secret_value(&secret, key).map(str::to_owned);
     // Whatever follows, the token must not stay in the cluster.
-    delete_secret(&secrets, &sname).await?;
+    request::delete(client, ns, &sname).await?;
     let token =
         value(KEY_TOKEN).filter(|t| !t.is_empty()).ok_or_else(|| fail(format!("Secret {sname} has no {KEY_TOKEN}")))?;
     let ca_pem =
@@ -168,36 +120,6 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     match endpoint.strip_prefix("https://") {
         Some(rest) if !rest.is_empty() && !rest.starts_with(':') && !rest.contains(char::is_whitespace) => Ok(()),
         _ => Err(format!("agent endpoint {endpoint:?} is not https://HOST[:PORT]")),
-    }
-}
-
-/// The enrollment Secret, if it answers `request`.
-async fn ours(secrets: &Api<Secret>, name: &str, request: &str) -> Result<Option<Secret>, Error> {
-    let s = secrets.get_opt(name).await.map_err(Error::kube(format!("read Secret {name}")))?;
-    Ok(s.filter(|s| secret_value(s, KEY_REQUEST_ID) == Some(request)))
-}
-
-async fn delete_secret(secrets: &Api<Secret>, name: &str) -> Result<(), Error> {
-    match secrets.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::kube(format!("delete Secret {name}"))(e)),
-    }
-}
-
-/// Removes the request annotation if it is still ours (conditional on the version read).
-async fn withdraw(targets: &Api<VRouterTarget>, name: &str, request: &str) -> Result<(), Error> {
-    let what = || format!("withdraw the enrollment request on VRouterTarget {name}");
-    let Some(t) = targets.get_opt(name).await.map_err(Error::kube(what()))? else { return Ok(()) };
-    if t.annotations().get(ANNOTATION_ENROLL_REQUEST).map(String::as_str) != Some(request) {
-        return Ok(());
-    }
-    let patch = json!({"metadata": {"resourceVersion": t.resource_version(), "annotations": {ANNOTATION_ENROLL_REQUEST: null}}});
-    match targets.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-        Ok(_) => Ok(()),
-        // Changed meanwhile (answered, or another request): leave it.
-        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(()),
-        Err(e) => Err(Error::kube(what())(e)),
     }
 }
 

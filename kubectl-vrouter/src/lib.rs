@@ -2,11 +2,13 @@
 //!
 //! - [`render`]: a router's composed configuration, with the operator's own rendering and
 //!   composition (standalone mode's step over the namespace's objects).
-//! - [`diff`]: the commands from the last applied revision to the desired one, and the drift the
-//!   agent reported.
+//! - [`diff`]: the commands from the router's running configuration (or the last applied
+//!   revision) to the desired one, and the drift the agent reported.
 //! - [`agents`]: agent sessions from VRouterTarget status.
 //! - [`status`]: a fleet summary.
 //! - [`enroll`]: an agent configuration with a fresh enrollment token, through the operator.
+//! - [`live`]: a router's running configuration, fetched through the operator.
+//! - [`request`]: asking the operator through a VRouterTarget annotation and a Secret.
 //! - [`fetch`]: reading the vrouter objects of a namespace.
 //! - [`output`]: `-o table|yaml|json`, tables and ages.
 //!
@@ -16,8 +18,10 @@ pub mod agents;
 pub mod diff;
 pub mod enroll;
 pub mod fetch;
+pub mod live;
 pub mod output;
 pub mod render;
+pub mod request;
 pub mod status;
 
 pub use output::Format;
@@ -55,6 +59,14 @@ pub enum Error {
     /// Enrollment failed.
     #[error("enroll {target}: {message}")]
     Enroll {
+        /// `<namespace>/<name>`.
+        target: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The router's running configuration could not be had.
+    #[error("running configuration of {target}: {message}")]
+    Running {
         /// `<namespace>/<name>`.
         target: String,
         /// What went wrong.

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kubectl_vrouter::output::show;
+use kubectl_vrouter::request::Wait;
 use kubectl_vrouter::{Format, agents, diff, enroll, fetch, render, status};
 
 #[derive(Parser)]
@@ -32,10 +33,17 @@ enum Cmd {
         /// The VRouterTarget.
         target: String,
     },
-    /// Print the commands from the last applied revision to the desired one, and reported drift.
+    /// Print the commands from the router's running configuration (fetched through the operator)
+    /// to the desired one, and reported drift.
     Diff {
         /// The VRouterTarget.
         target: String,
+        /// Plan from the last applied revision instead (no operator round trip, no live read).
+        #[arg(long)]
+        from_applied: bool,
+        /// Seconds to wait for the operator's answer.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
     },
     /// List the routers' agent sessions.
     Agents {
@@ -84,8 +92,13 @@ async fn main() -> Result<()> {
             let r = render::render_target(&client, &ns, &target).await?;
             print(&r, format, || render::text(&r))?;
         }
-        Cmd::Diff { target } => {
-            let d = diff::diff_target(&client, &ns, &target).await?;
+        Cmd::Diff { target, from_applied, timeout_secs } => {
+            let source = if from_applied {
+                diff::Source::Applied
+            } else {
+                diff::Source::Running(Wait { timeout: Duration::from_secs(timeout_secs), ..Wait::default() })
+            };
+            let d = diff::diff_target(&client, &ns, &target, source).await?;
             print(&d, format, || diff::text(&d))?;
         }
         Cmd::Agents { all_namespaces } => {
@@ -102,8 +115,7 @@ async fn main() -> Result<()> {
             let options = enroll::Options {
                 endpoint,
                 server_name,
-                timeout: Duration::from_secs(timeout_secs),
-                ..enroll::Options::default()
+                wait: Wait { timeout: Duration::from_secs(timeout_secs), ..Wait::default() },
             };
             let e = enroll::enroll(&client, &ns, &target, &options).await?;
             match out_dir {

@@ -11,6 +11,7 @@ use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;
 use kubectl_vrouter::output::show;
+use kubectl_vrouter::request::Wait;
 use kubectl_vrouter::{Error, Format, agents, diff, enroll, fetch, render, status};
 use serde_json::{Value, json};
 
@@ -298,7 +299,7 @@ async fn diff_plans_from_the_applied_revision_and_shows_reported_drift() {
     let mut calls = namespace_lists("base");
     calls.push(call("GET", "/api/v1/namespaces/net/configmaps/vrouter-applied-r1", applied_configmap(applied)));
     let (client, api) = mock(calls);
-    let d = diff::diff_target(&client, "net", "r1").await.unwrap();
+    let d = diff::diff_target(&client, "net", "r1", diff::Source::Applied).await.unwrap();
     api.await.unwrap();
     assert_eq!(d.applied_revision.as_deref(), Some("aaaa000011112222"));
     assert_eq!(
@@ -318,7 +319,7 @@ async fn diff_plans_from_the_applied_revision_and_shows_reported_drift() {
         format!(
             "# VRouterTarget net/r1: desired revision aaaa000011112222\n\
              # against the last applied revision aaaa000011112222 (applied 2025-06-15T14:50:00Z) and the drift reported at {}\n\
-             # not the router's live running config: reading it needs an operator API that does not exist yet\n\
+             # not the router's live running config (--from-applied)\n\
              # secret values are compared as placeholders\n\
              {}\n\
              # explicit deletions, run if the router has these paths (set outside vrouter):\n\
@@ -347,7 +348,7 @@ async fn diff_without_an_applied_record_starts_from_nothing() {
     let mut calls = namespace_lists("base");
     calls.push(call("GET", "/api/v1/namespaces/net/configmaps/vrouter-applied-r2", Answer::Status(404)));
     let (client, api) = mock(calls);
-    let d = diff::diff_target(&client, "net", "r2").await.unwrap();
+    let d = diff::diff_target(&client, "net", "r2", diff::Source::Applied).await.unwrap();
     api.await.unwrap();
     assert_eq!(d.applied_revision, None);
     assert_eq!(d.baseline, "an empty configuration (no applied revision recorded)");
@@ -365,7 +366,7 @@ async fn diff_without_an_applied_record_starts_from_nothing() {
 #[tokio::test]
 async fn diff_of_a_missing_target_names_it() {
     let (client, api) = mock(namespace_lists("base"));
-    let e = diff::diff_target(&client, "net", "r9").await.unwrap_err();
+    let e = diff::diff_target(&client, "net", "r9", diff::Source::Applied).await.unwrap_err();
     api.await.unwrap();
     assert_eq!(e.to_string(), "VRouterTarget net/r9 not found");
 }
@@ -471,8 +472,7 @@ fn deleted() -> Answer {
 fn quick(endpoint: Option<&str>) -> enroll::Options {
     enroll::Options {
         endpoint: endpoint.map(str::to_owned),
-        timeout: Duration::from_secs(30),
-        poll: Duration::from_millis(5),
+        wait: Wait { timeout: Duration::from_secs(30), poll: Duration::from_millis(5) },
         ..enroll::Options::default()
     }
 }
@@ -572,7 +572,8 @@ async fn enroll_times_out_clearly_and_withdraws_its_request() {
         call("PATCH", format!("{TARGET}?"), target_r1()),
         call("GET", SECRET, Answer::Status(404)),
     ]);
-    let o = enroll::Options { timeout: Duration::ZERO, ..quick(Some("https://x:1")) };
+    let mut o = quick(Some("https://x:1"));
+    o.wait.timeout = Duration::ZERO;
     let e = enroll::enroll(&client, "net", "r1", &o).await.unwrap_err();
     let bodies = api.await.unwrap();
     assert!(matches!(&e, Error::Enroll { target, .. } if target == "net/r1"), "{e}");
@@ -599,4 +600,160 @@ async fn enroll_of_a_missing_target_asks_nothing() {
     let e = enroll::enroll(&client, "net", "r1", &quick(None)).await.unwrap_err();
     api.await.unwrap();
     assert_eq!(e.to_string(), "VRouterTarget net/r1 not found");
+}
+
+const RUNNING_SECRET: &str = "/api/v1/namespaces/net/secrets/vrouter-running-r1";
+/// The position of the plugin's annotation in `diff`'s calls: five lists, the ConfigMap, the
+/// old Secret's deletion, then the annotation.
+const DIFF_ASK: usize = 7;
+
+const APPLIED_R1: &str = "interfaces {\n    ethernet eth0 {\n        description \"old\"\n    }\n}\nservice {\n    ntp {\n        server 192.0.2.9 {\n        }\n    }\n}\nsystem {\n    host-name \"r1\"\n}\n";
+
+/// What the router runs: the applied revision, plus an interface description and telnet set by
+/// hand, and the admin's real password.
+const RUNNING_R1: &str = "interfaces {\n    ethernet eth0 {\n        description \"old\"\n    }\n    ethernet eth1 {\n        description \"by hand\"\n    }\n}\nservice {\n    ntp {\n        server 192.0.2.9 {\n        }\n    }\n    telnet {\n    }\n}\nsystem {\n    host-name \"r1\"\n    login {\n        user admin {\n            authentication {\n                plaintext-password \"real-secret\"\n            }\n        }\n    }\n}\n";
+
+fn request_of(bodies: &[Value]) -> String {
+    bodies[DIFF_ASK]["metadata"]["annotations"]["vrouter.kojuro.date/running-request"].as_str().unwrap().to_owned()
+}
+
+/// The Secret the operator writes for the plugin's running-config request.
+fn running_answer(data: Value) -> Answer {
+    Answer::With(Box::new(move |bodies| {
+        let mut data = data;
+        data["request-id"] = b64(&request_of(bodies)).into();
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vrouter-running-r1", "namespace": "net"}, "type": "Opaque", "data": data})
+    }))
+}
+
+fn live_wait(timeout: Duration) -> diff::Source {
+    diff::Source::Running(Wait { timeout, poll: Duration::from_millis(5) })
+}
+
+/// Lists, the ConfigMap, then the plugin's request up to its annotation.
+fn diff_calls_until_asked() -> Vec<Expect> {
+    let mut calls = namespace_lists("base");
+    calls.push(call("GET", "/api/v1/namespaces/net/configmaps/vrouter-applied-r1", applied_configmap(APPLIED_R1)));
+    calls.push(call("DELETE", format!("{RUNNING_SECRET}?"), Answer::Status(404)));
+    calls.push(call("PATCH", format!("{TARGET}?"), target_r1()));
+    calls
+}
+
+#[tokio::test]
+async fn diff_plans_from_the_running_config_fetched_through_the_operator_and_deletes_its_secret() {
+    let mut calls = diff_calls_until_asked();
+    calls.extend([
+        call("GET", RUNNING_SECRET, Answer::Status(404)),
+        call(
+            "GET",
+            RUNNING_SECRET,
+            running_answer(json!({"config": b64(RUNNING_R1), "digest": b64("d-42"),
+                "fetched-at": b64("2025-06-15T15:06:00Z"), "revision": b64("aaaa000011112222")})),
+        ),
+        // The operator removed the request: nothing to withdraw.
+        call("GET", TARGET, target_r1()),
+        call("DELETE", format!("{RUNNING_SECRET}?"), deleted()),
+    ]);
+    let (client, api) = mock(calls);
+    let d = diff::diff_target(&client, "net", "r1", live_wait(Duration::from_secs(30))).await.unwrap();
+    let bodies = api.await.unwrap();
+    assert_eq!(request_of(&bodies).len(), 16);
+    // Telnet, set by hand, goes (explicit deletion); eth1 stays (Merge, never applied); the
+    // password is a placeholder: not compared; ntp's managed scope is replaced.
+    assert_eq!(
+        d.commands,
+        [
+            "delete interfaces ethernet eth0 description 'old'",
+            "delete service ntp server 192.0.2.9",
+            "delete service telnet",
+            "set interfaces ethernet eth0 description 'uplink'",
+            "set service ntp server 192.0.2.1",
+        ]
+    );
+    assert!(d.deletions_if_present.is_empty());
+    assert_eq!(d.baseline, "the running configuration fetched at 2025-06-15T15:06:00Z (digest d-42)");
+    let text = diff::text(&d);
+    assert!(
+        text.starts_with(
+            "# VRouterTarget net/r1: desired revision aaaa000011112222\n\
+             # against the running configuration fetched at 2025-06-15T15:06:00Z (digest d-42); the router reports revision aaaa000011112222 applied\n\
+             # secret values are not compared (the router's value counts as the placeholder's)\n\
+             # paths the agent's own configuration protects are not known here\n\
+             delete interfaces ethernet eth0 description 'old'\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("real-secret"), "{text}");
+    let json: Value = serde_json::from_str(&show(&d, Format::Json, || unreachable!()).unwrap()).unwrap();
+    assert_eq!(
+        json["running"],
+        json!({"fetchedAt": "2025-06-15T15:06:00Z", "digest": "d-42", "reportedRevision": "aaaa000011112222"})
+    );
+    assert!(!json.to_string().contains("real-secret"));
+
+    // The same fleet from the applied revision: the hand-set paths are unknown, telnet's
+    // deletion only "if present".
+    let mut calls = namespace_lists("base");
+    calls.push(call("GET", "/api/v1/namespaces/net/configmaps/vrouter-applied-r1", applied_configmap(APPLIED_R1)));
+    let (client, api) = mock(calls);
+    let d = diff::diff_target(&client, "net", "r1", diff::Source::Applied).await.unwrap();
+    api.await.unwrap();
+    assert!(d.running.is_none());
+    assert_eq!(d.deletions_if_present, ["delete service telnet"]);
+    assert!(d.commands.iter().any(|c| c.contains("plaintext-password")), "{:?}", d.commands);
+}
+
+#[tokio::test]
+async fn diff_reports_an_agent_that_is_not_connected_and_deletes_the_secret() {
+    let mut calls = diff_calls_until_asked();
+    calls.extend([
+        call(
+            "GET",
+            RUNNING_SECRET,
+            running_answer(json!({"error": b64("the router's agent is not connected"), "fetched-at": b64("x")})),
+        ),
+        call("GET", TARGET, target_r1()),
+        call("DELETE", format!("{RUNNING_SECRET}?"), deleted()),
+    ]);
+    let (client, api) = mock(calls);
+    let e = diff::diff_target(&client, "net", "r1", live_wait(Duration::from_secs(30))).await.unwrap_err();
+    api.await.unwrap();
+    assert!(matches!(&e, Error::Running { target, .. } if target == "net/r1"), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "running configuration of net/r1: the router's agent is not connected (--from-applied plans from the last applied revision instead)"
+    );
+}
+
+#[tokio::test]
+async fn diff_times_out_clearly_and_withdraws_its_request() {
+    let with_running_request = Answer::With(Box::new(|bodies| {
+        let mut t = targets().remove(0);
+        t["metadata"]["resourceVersion"] = "78".into();
+        t["metadata"]["annotations"] = bodies[DIFF_ASK]["metadata"]["annotations"].clone();
+        t
+    }));
+    let mut calls = diff_calls_until_asked();
+    calls.extend([
+        call("GET", RUNNING_SECRET, Answer::Status(404)),
+        call("GET", TARGET, with_running_request),
+        call("PATCH", format!("{TARGET}?"), target_r1()),
+        call("GET", RUNNING_SECRET, Answer::Status(404)),
+    ]);
+    let (client, api) = mock(calls);
+    let e = diff::diff_target(&client, "net", "r1", live_wait(Duration::ZERO)).await.unwrap_err();
+    let bodies = api.await.unwrap();
+    let text = e.to_string();
+    assert!(
+        text.starts_with(
+            "running configuration of net/r1: no answer from the operator after 0s (Secret vrouter-running-r1 with request id "
+        ),
+        "{text}"
+    );
+    assert!(text.contains("is the operator running and watching namespace net? The request was withdrawn"), "{text}");
+    assert!(text.ends_with("--from-applied plans from the last applied revision without the operator"), "{text}");
+    assert_eq!(
+        bodies[DIFF_ASK + 3],
+        json!({"metadata": {"resourceVersion": "78", "annotations": {"vrouter.kojuro.date/running-request": null}}})
+    );
 }

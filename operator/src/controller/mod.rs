@@ -4,6 +4,8 @@
 //! - [`target`]: a router's configs → its desired revision (to the delivery engine), and the
 //!   target's and configs' status from delivery and agent events.
 //! - [`enroll`]: enrollment requests (`kubectl vrouter enroll`) → a token in a Secret.
+//! - [`running`]: running-configuration requests (`kubectl vrouter diff`) → the router's
+//!   running configuration, fetched through the hub, in a Secret ([`request`]: what both share).
 //!
 //! Reads come from reflector stores shared by the controllers; writes use server-side apply
 //! under one field manager ([`FIELD_MANAGER`]). Reconcile errors are typed and retried with a
@@ -11,6 +13,8 @@
 
 pub mod binding;
 pub mod enroll;
+pub mod request;
+pub mod running;
 pub mod target;
 
 use std::collections::HashMap;
@@ -56,6 +60,14 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A running-configuration request cannot be served now ([`running`]).
+    #[error("running configuration of {target}: {message}")]
+    Running {
+        /// The target, `<namespace>/<name>`.
+        target: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Delivery state shared by the target controller and the event pump.
@@ -68,7 +80,7 @@ pub struct Delivery {
 
 impl Error {
     /// The error's kind for metrics: `api_<code>` for API answers, `api_unreachable` for other
-    /// client errors, `no_namespace`, `poisoned`, `enroll`.
+    /// client errors, `no_namespace`, `poisoned`, `enroll`, `running`.
     pub fn kind(&self) -> String {
         match self {
             Error::Kube { source, .. } => match source.as_ref() {
@@ -78,6 +90,7 @@ impl Error {
             Error::NoNamespace(_) => "no_namespace".to_owned(),
             Error::Poisoned => "poisoned".to_owned(),
             Error::Enroll { .. } => "enroll".to_owned(),
+            Error::Running { .. } => "running".to_owned(),
         }
     }
 

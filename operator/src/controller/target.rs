@@ -35,6 +35,7 @@ pub async fn reconcile(target: Arc<VRouterTarget>, ctx: Arc<Context>) -> Result<
     // Before the status write (which changes the resourceVersion the annotation's removal is
     // conditional on); its failure is returned after the router's own work.
     let enrolled = super::enroll::reconcile(&target, &ctx).await;
+    let running = super::running::reconcile(&target, &ctx).await;
     let all = in_namespace(&ctx.stores.configs, &ns);
     let mine: Vec<&VRouterConfig> = all.values().filter(|c| c.spec.target_ref.name == name).collect();
 
@@ -79,6 +80,7 @@ pub async fn reconcile(target: Arc<VRouterTarget>, ctx: Arc<Context>) -> Result<
     };
     write_statuses(&ctx.client, &ns, &target, target_status, &mine, config_statuses).await?;
     enrolled?;
+    running?;
     Ok(Action::requeue(RESYNC))
 }
 

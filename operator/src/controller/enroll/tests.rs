@@ -14,24 +14,24 @@ use crate::controller::{Delivery, Stores};
 use crate::crd::VRouterTargetSpec;
 use crate::pki::{DirStore, PkiConfig, PkiStore};
 
-struct Expect {
+pub(crate) struct Expect {
     method: &'static str,
     uri: String,
     code: u16,
     respond: Value,
 }
 
-fn ok(method: &'static str, uri: impl Into<String>, respond: Value) -> Expect {
+pub(crate) fn ok(method: &'static str, uri: impl Into<String>, respond: Value) -> Expect {
     Expect { method, uri: uri.into(), code: 200, respond }
 }
 
-fn status(method: &'static str, uri: impl Into<String>, code: u16, reason: &str) -> Expect {
+pub(crate) fn status(method: &'static str, uri: impl Into<String>, code: u16, reason: &str) -> Expect {
     let respond = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code});
     Expect { method, uri: uri.into(), code, respond }
 }
 
 /// A client whose API server answers exactly `calls`, in order; yields the request bodies.
-fn mock(calls: Vec<Expect>) -> (Client, tokio::task::JoinHandle<Vec<Value>>) {
+pub(crate) fn mock(calls: Vec<Expect>) -> (Client, tokio::task::JoinHandle<Vec<Value>>) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let task = tokio::spawn(async move {
         let mut bodies = Vec::new();
@@ -82,7 +82,7 @@ async fn tokens(store: &DirStore) -> usize {
     store.list("token-").await.unwrap().len()
 }
 
-fn decode(secret: &Value, key: &str) -> String {
+pub(crate) fn decode(secret: &Value, key: &str) -> String {
     let b = base64::engine::general_purpose::STANDARD.decode(secret["data"][key].as_str().unwrap()).unwrap();
     String::from_utf8(b).unwrap()
 }
