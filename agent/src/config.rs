@@ -184,6 +184,10 @@ pub struct SimConfig {
     /// The hostname to report.
     #[serde(default)]
     pub hostname: Option<String>,
+    /// Time the commit call hangs after the configuration is written and the commit recorded,
+    /// before it returns, milliseconds (fault tests kill the agent in this window).
+    #[serde(default)]
+    pub stall_after_commit_ms: u64,
 }
 
 /// Reconnect backoff.

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod faults;
 pub mod qga;
 pub mod vm;
 

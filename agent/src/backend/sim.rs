@@ -10,7 +10,8 @@
 //! Knobs (from the agent configuration, adjustable at run time through [`SimControl`]):
 //! commit latency; paths whose commits fail entirely; paths whose subtrees fail in an otherwise
 //! successful (partial) commit; paths whose change cuts the router off the network until the
-//! commit-confirm timer reverts it; the length of a commit-confirm "minute".
+//! commit-confirm timer reverts it; the length of a commit-confirm "minute"; a stall after a
+//! commit is written and before it returns (to kill the agent mid-apply).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -102,6 +103,9 @@ pub struct SimKnobs {
     pub cut_connectivity_paths: Vec<String>,
     /// Length of one commit-confirm minute.
     pub confirm_minute: Duration,
+    /// Time a commit hangs after it is written and recorded, before it returns (an agent killed
+    /// in this window leaves a commit it never reported).
+    pub stall_after_commit: Duration,
 }
 
 impl From<&SimConfig> for SimKnobs {
@@ -112,6 +116,7 @@ impl From<&SimConfig> for SimKnobs {
             partial_fail_paths: c.partial_fail_paths.clone(),
             cut_connectivity_paths: c.cut_connectivity_paths.clone(),
             confirm_minute: Duration::from_millis(c.confirm_minute_ms.unwrap_or(60_000)),
+            stall_after_commit: Duration::from_millis(c.stall_after_commit_ms),
         }
     }
 }
@@ -372,6 +377,9 @@ impl Backend for SimBackend {
         if !touches(&to_apply, &knobs.cut_connectivity_paths).is_empty() {
             tracing::warn!("simulated router: this commit cut the network path to the operator");
             self.inner.net.send_replace(false);
+        }
+        if !knobs.stall_after_commit.is_zero() {
+            tokio::time::sleep(knobs.stall_after_commit).await;
         }
         if partial.is_empty() {
             Ok(CommitReport::Committed { output: String::new() })

@@ -288,6 +288,7 @@ impl Pki {
         let (ca_pem, issuer) = match load_ca(s).await? {
             Some(ca) => ca,
             None => {
+                refuse_lost_ca(s).await?;
                 let (cert_pem, key_pem, issuer) = create_ca(&config)?;
                 // Both or neither, and only if absent: another replica starting at the same
                 // time may win, and then its CA is the one.
@@ -660,6 +661,28 @@ async fn load_ca(s: &dyn PkiStore) -> Result<Option<(String, Issuer<'static, Key
         )),
         (None, Some(_)) => Err(corrupt(s, format!("{CA_KEY} exists but {CA_CERT} is missing; restore it"))),
     }
+}
+
+/// No CA in the store: fine on first use, but a store that has enrolled routers (or whose
+/// registry says it has been in use) lost its CA. A new CA would silently cut off, and force
+/// the re-enrollment of, every router: refuse instead, naming what is missing.
+async fn refuse_lost_ca(s: &dyn PkiStore) -> Result<(), PkiError> {
+    let routers = s.list(ROUTER_PREFIX).await?;
+    let in_use = s.load(REGISTRY_MARKER).await?.is_some() || s.load(SERVER_CERT).await?.is_some();
+    if routers.is_empty() && !in_use {
+        return Ok(());
+    }
+    let evidence = match routers.first() {
+        Some(first) => format!("{} enrolled router record(s) such as {first}", routers.len()),
+        None => format!("{REGISTRY_MARKER} or {SERVER_CERT} from an earlier start"),
+    };
+    Err(corrupt(
+        s,
+        format!(
+            "{CA_CERT} and {CA_KEY} are missing but the store has {evidence}; restore the CA (a new CA would cut off \
+             every enrolled router and force each to re-enroll)"
+        ),
+    ))
 }
 
 fn create_ca(config: &PkiConfig) -> Result<(String, String, Issuer<'static, KeyPair>), PkiError> {

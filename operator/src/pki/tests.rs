@@ -217,3 +217,24 @@ async fn a_retry_with_the_same_key_is_served_again() {
     assert!(p.verify_client(&cert_der(&again.cert_pem)).await.is_ok());
     assert!(matches!(p.enroll(&token, "edge/a", &csr_for("x").1).await, Err(EnrollError::TokenUsed(_))));
 }
+
+#[tokio::test]
+async fn a_lost_ca_with_enrolled_routers_is_refused_not_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pki(tmp.path()).await;
+    let id: RouterId = "edge/r1".parse().unwrap();
+    let token = p.issue_token(&id, None).await.unwrap();
+    let (_key, csr) = csr_for("x");
+    p.enroll(&token, "edge/r1", &csr).await.unwrap();
+    drop(p);
+    std::fs::remove_file(tmp.path().join(CA_CERT)).unwrap();
+    std::fs::remove_file(tmp.path().join(CA_KEY)).unwrap();
+    let err = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), PkiConfig::default()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("ca.crt and ca.key are missing"), "{msg}");
+    assert!(msg.contains("router-edge_r1"), "{msg}");
+    assert!(!tmp.path().join(CA_CERT).exists(), "a new CA was written");
+    // An empty store still starts (first use).
+    let fresh = tempfile::tempdir().unwrap();
+    pki(fresh.path()).await;
+}

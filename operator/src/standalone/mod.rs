@@ -262,6 +262,9 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
         });
     }
     let mut world = World::new(secret_key(&options.state_dir).map_err(setup)?);
+    let generated_path = options.state_dir.join("generated.json");
+    world.restore_generated(load_generated(&generated_path).map_err(setup)?);
+    let mut last_generated = String::new();
 
     let sims = Simulated::new(&options, addr, &ca_path);
     let mut sims = match sims {
@@ -286,6 +289,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
                 s.ensure(&manifests, &pki, &shutdown).await.map_err(setup)?;
             }
             let out = world.step(&manifests, SystemTime::now());
+            save_generated(&world, &generated_path, &mut last_generated);
             for (id, desired) in out.desired {
                 engine.set_desired(&id, desired);
             }
@@ -371,6 +375,28 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
     }
     let _ = server.await;
     result
+}
+
+/// Generated configs saved by an earlier run (`<state>/generated.json`; none if absent).
+fn load_generated(path: &Path) -> Result<Vec<crate::crd::VRouterConfig>, String> {
+    match std::fs::read(path) {
+        Ok(data) => serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Saves the generated configs when they changed: a restarted operator resumes rollouts from
+/// them (targets a rollout has not reached keep their previous config).
+fn save_generated(world: &World, path: &Path, last: &mut String) {
+    let configs: Vec<&crate::crd::VRouterConfig> = world.generated().collect();
+    let Ok(text) = serde_json::to_string(&configs) else { return };
+    if text != *last {
+        match write_atomic(path, &text) {
+            Ok(()) => *last = text,
+            Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot save generated configs"),
+        }
+    }
 }
 
 /// Writes `status.yaml` (every object) and `status/<namespace>/<kind>/<name>.yaml` (one file

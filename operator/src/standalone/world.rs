@@ -49,6 +49,16 @@ impl World {
         World { tracker: Tracker::new(secret_key), ..World::default() }
     }
 
+    /// Puts back generated configs saved by an earlier run (see [`generated`](Self::generated)):
+    /// the API server keeps them across operator restarts, and a rollout holding targets at
+    /// their previous config needs them, or the held targets would be sent an empty config.
+    pub fn restore_generated(&mut self, configs: impl IntoIterator<Item = VRouterConfig>) {
+        for c in configs {
+            let ns = c.namespace().unwrap_or_default();
+            self.generated.insert(key(&ns, &c.name_any()), c);
+        }
+    }
+
     /// One reconcile pass over all manifests.
     pub fn step(&mut self, m: &Manifests, now: SystemTime) -> StepOutput {
         let mut out = StepOutput::default();

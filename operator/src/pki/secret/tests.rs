@@ -158,3 +158,18 @@ async fn the_revision_key_is_created_once_and_then_kept() {
     assert_eq!(crate::pki::revision_key(&s).await.unwrap(), key);
     api.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_secret_that_lost_its_ca_but_has_routers_is_refused_without_writing() {
+    let (items, _) = existing_pki().await;
+    let mut data: Vec<(&str, &[u8])> =
+        items.iter().filter(|(k, _)| !k.starts_with("ca.")).map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    data.push(("router-edge_r1", b"{\"serials\":[\"01\"],\"not_after\":0,\"enrolled_at\":0}"));
+    // Only reads: a write (a new CA) would be an unexpected request.
+    let (client, api) = mock(vec![expect("GET", SECRET, secret("7", &data))]);
+    let err = Pki::open(Arc::new(store(client)), PkiConfig::default()).await.unwrap_err().to_string();
+    assert!(err.contains("sys/vrouter-pki"), "{err}");
+    assert!(err.contains("ca.crt and ca.key are missing"), "{err}");
+    assert!(err.contains("router-edge_r1"), "{err}");
+    api.await.unwrap();
+}

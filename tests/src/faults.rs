@@ -1,0 +1,275 @@
+//! Fault-injection helpers: a TCP proxy that forwards, blackholes or slows a path, processes
+//! that are killed when a test ends, the simulated routers' commit logs, and generated fleet
+//! manifests for the standalone operator.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// How a [`FaultProxy`] treats the bytes it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathMode {
+    /// Forwarded at once.
+    Forward,
+    /// Swallowed; a connection that lost bytes never forwards again (its TLS stream is broken).
+    Blackhole,
+    /// Forwarded, each chunk after this delay.
+    Slow(Duration),
+}
+
+/// Encoded in one atomic: `u64::MAX` is a blackhole, anything else a delay in milliseconds
+/// (0: forward).
+const BLACKHOLE: u64 = u64::MAX;
+
+/// A TCP proxy in front of a server whose path can be blackholed, slowed and healed.
+pub struct FaultProxy {
+    /// Where to connect instead of the server.
+    pub addr: SocketAddr,
+    mode: Arc<AtomicU64>,
+    accepted: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+}
+
+impl FaultProxy {
+    /// Starts forwarding to `target`.
+    pub async fn start(target: SocketAddr) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let mode = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let shutdown = CancellationToken::new();
+        let (m, a, s) = (mode.clone(), accepted.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let (client, _) = tokio::select! {
+                    _ = s.cancelled() => return,
+                    r = listener.accept() => match r { Ok(c) => c, Err(_) => return },
+                };
+                a.fetch_add(1, Ordering::SeqCst);
+                let (m, s) = (m.clone(), s.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(target).await else { return };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::select! {
+                        _ = s.cancelled() => {}
+                        _ = pump(cr, sw, m.clone()) => {}
+                        _ = pump(sr, cw, m) => {}
+                    }
+                });
+            }
+        });
+        FaultProxy { addr, mode, accepted, shutdown }
+    }
+
+    /// `https://localhost:<port>` of the proxy.
+    pub fn endpoint(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    /// Changes how bytes are carried from now on.
+    pub fn set(&self, mode: PathMode) {
+        let encoded = match mode {
+            PathMode::Forward => 0,
+            PathMode::Blackhole => BLACKHOLE,
+            PathMode::Slow(d) => u64::try_from(d.as_millis()).unwrap_or(BLACKHOLE - 1).max(1),
+        };
+        self.mode.store(encoded, Ordering::SeqCst);
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Stops the proxy and every connection through it.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, mode: Arc<AtomicU64>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut poisoned = false;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        match mode.load(Ordering::SeqCst) {
+            BLACKHOLE => {
+                poisoned = true;
+                continue;
+            }
+            0 => {}
+            ms => tokio::time::sleep(Duration::from_millis(ms)).await,
+        }
+        if poisoned {
+            continue;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.
+pub struct Proc {
+    /// What it is, for messages.
+    pub name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `command` with stdout and stderr going to `log`.
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Proc {
+        let out = std::fs::File::create(log).expect("create the log file");
+        let err = out.try_clone().expect("clone the log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc { name: name.to_owned(), child: Some(child), log: log.to_owned() }
+    }
+
+    /// Kills the process with SIGKILL (no shutdown code runs) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Waits for the process to exit by itself (polling, up to `timeout`; killed after that):
+    /// whether it exited with status 0.
+    pub async fn wait(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                self.child = None;
+                return status.success();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.kill();
+        false
+    }
+
+    /// What it printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port free right now (for a server that must come back on the same port).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("address").port()
+}
+
+/// One line of a simulated router's `sim/commits.log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitLine {
+    /// Who committed: `agent`, `manual` or `commit-confirm`.
+    pub source: String,
+    /// The commit comment (`vrouter revision <id>` for the agent's).
+    pub comment: String,
+}
+
+impl CommitLine {
+    /// The revision of an agent commit.
+    pub fn revision(&self) -> Option<&str> {
+        self.comment.strip_prefix("vrouter revision ")
+    }
+}
+
+/// The commits a simulated router recorded (`<state>/sim/commits.log`; empty if none yet).
+pub fn commit_log(state_dir: &Path) -> Vec<CommitLine> {
+    let text = std::fs::read_to_string(state_dir.join("sim/commits.log")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let _time = parts.next()?;
+            let source = parts.next()?.to_owned();
+            let comment = parts.next().unwrap_or_default().to_owned();
+            Some(CommitLine { source, comment })
+        })
+        .collect()
+}
+
+/// Agent commits per revision of a simulated router.
+pub fn commits_per_revision(state_dir: &Path) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for line in commit_log(state_dir) {
+        if let Some(r) = line.revision() {
+            *out.entry(r.to_owned()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Writes a fleet of `count` targets named `<prefix><i>` (namespace `default`), one template
+/// whose interface description is `description`, and one binding selecting them all that rolls
+/// out `batch` routers at a time: `fleet.yaml` in `dir`.
+pub fn write_fleet(dir: &Path, count: usize, prefix: &str, description: &str, batch: usize) {
+    use std::fmt::Write;
+    std::fs::create_dir_all(dir).expect("create the manifest directory");
+    let mut text = String::new();
+    for i in 0..count {
+        let _ = write!(
+            text,
+            "---\napiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata:\n  name: {prefix}{i}\n  \
+             labels: {{fleet: faults}}\nspec:\n  provider: {{type: none}}\n"
+        );
+    }
+    text.push_str(&fleet_template(description));
+    let _ = write!(
+        text,
+        "---\napiVersion: vrouter.kojuro.date/v1\nkind: VRouterBinding\nmetadata:\n  name: fleet\nspec:\n  \
+         templateRefs: [{{name: base}}]\n  targetSelector:\n    matchLabels: {{fleet: faults}}\n  rollout:\n    \
+         mode: WaitForApplied\n    maxUnavailable: {batch}\n    pollInterval: 300ms\n"
+    );
+    // Replaced in one step: the operator polls the directory and must not read half a file.
+    let tmp = dir.join(".fleet.yaml.tmp");
+    std::fs::write(&tmp, text).expect("write fleet.yaml");
+    std::fs::rename(&tmp, dir.join("fleet.yaml")).expect("replace fleet.yaml");
+}
+
+/// The fleet's template document.
+fn fleet_template(description: &str) -> String {
+    format!(
+        "---\napiVersion: vrouter.kojuro.date/v1\nkind: VRouterTemplate\nmetadata:\n  name: base\nspec:\n  config: |\n    \
+         system {{\n        host-name \"{{{{ target.name }}}}\"\n    }}\n    interfaces {{\n        ethernet eth0 {{\n            \
+         description \"{description}\"\n        }}\n    }}\n"
+    )
+}
