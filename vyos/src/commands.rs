@@ -187,7 +187,7 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Command, CommandError> {
             return Err(err(
                 word.column,
                 format!(
-                    "invalid path element {:?}: path elements must be non-empty and contain no whitespace, quotes or braces",
+                    "invalid path element {:?}: path elements must be non-empty, contain no whitespace, quotes or braces, and not start a comment (// or /*)",
                     word.text
                 ),
             ));
@@ -410,5 +410,25 @@ mod tests {
     fn argv() {
         let c = one("set a b 'v w'");
         assert_eq!(c.argv(), ["a", "b", "v w"]);
+    }
+
+    /// Found by the property tests: a node named `//…` or `/*` rendered to hierarchical text read
+    /// back as a comment, so the configuration silently lost it. Such names are refused.
+    #[test]
+    fn names_that_would_read_back_as_comments_are_refused() {
+        for line in ["set //", "set a //b", "set /*", "delete x /*"] {
+            let e = parse_line(line, 3).unwrap_err();
+            assert_eq!(e.line, 3);
+            assert!(e.message.contains("not start a comment"), "{line}: {e}");
+        }
+        let mut tree = crate::Tree::new();
+        assert!(tree.set(&["//x"], None, crate::ValueBehaviour::Add, &|_| false).is_err());
+        assert!(tree.set(&["/*"], None, crate::ValueBehaviour::Add, &|_| false).is_err());
+        // Elsewhere in a name, slashes and stars are ordinary characters.
+        for name in ["a//b", "/*x", "/", "*/", "10.0.0.0/8"] {
+            assert!(tree.set(&[name], None, crate::ValueBehaviour::Add, &|_| false).is_ok(), "{name}");
+        }
+        let text = crate::render_config(&tree, crate::RenderOptions::default());
+        assert_eq!(crate::parse_tree(&text).unwrap(), tree, "{text}");
     }
 }
