@@ -48,7 +48,10 @@ fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
         prost::encoding::encode_varint(key, &mut out);
         if wire == 2 {
             // A length that may lie about what follows.
-            prost::encoding::encode_varint(body.len() as u64 + u64::from(body.first().copied().unwrap_or(0) % 3), &mut out);
+            prost::encoding::encode_varint(
+                body.len() as u64 + u64::from(body.first().copied().unwrap_or(0) % 3),
+                &mut out,
+            );
         }
         out.extend(body);
         out

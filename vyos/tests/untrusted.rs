@@ -60,12 +60,11 @@ fn value() -> impl Strategy<Value = String> {
 }
 
 fn command() -> impl Strategy<Value = Command> {
-    (0u8..3, prop::collection::vec(path_word(), 1..6), prop::option::of(value())).prop_map(|(op, path, value)| {
-        match op {
-            0 => Command::set(path, value),
-            1 => Command::delete(path, value),
-            _ => Command::comment(path, value.unwrap_or_default()),
-        }
+    (0u8..3, prop::collection::vec(path_word(), 1..6), prop::option::of(value())).prop_map(|(op, path, value)| match op
+    {
+        0 => Command::set(path, value),
+        1 => Command::delete(path, value),
+        _ => Command::comment(path, value.unwrap_or_default()),
     })
 }
 

@@ -54,7 +54,8 @@ fn hostile_json() -> impl Strategy<Value = Json> {
     let nested = leaf.clone().prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Json::from),
-            prop::collection::btree_map(hostile_string(), inner, 0..6).prop_map(|m| Json::Object(m.into_iter().collect())),
+            prop::collection::btree_map(hostile_string(), inner, 0..6)
+                .prop_map(|m| Json::Object(m.into_iter().collect())),
         ]
     });
     prop_oneof![
