@@ -135,6 +135,9 @@ pub fn parse_commands(text: &str) -> Result<Vec<Command>, CommandError> {
     Ok(out)
 }
 
+/// Characters refused unquoted on a command line (commands are data, not shell).
+const SHELL_CHARS: &str = ";|&<>$`\\()";
+
 /// Parses one command line (without the newline).
 pub fn parse_line(line: &str, line_no: usize) -> Result<Command, CommandError> {
     let err = |column: usize, message: String| CommandError { line: line_no, column, message };
@@ -187,9 +190,17 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Command, CommandError> {
             return Err(err(
                 word.column,
                 format!(
-                    "invalid path element {:?}: path elements must be non-empty and contain no whitespace, quotes or braces",
+                    "invalid path element {:?}: path elements must be non-empty, contain no whitespace, quotes or braces, and not start a comment (// or /*)",
                     word.text
                 ),
+            ));
+        }
+        // A quoted path word could hold shell characters that the rendered (unquoted) path
+        // would then carry, and the line would not parse back.
+        if let Some(c) = word.text.chars().find(|c| SHELL_CHARS.contains(*c)) {
+            return Err(err(
+                word.column,
+                format!("invalid path element {:?}: {c:?} is not allowed in a path element", word.text),
             ));
         }
         path.push(word.text.clone());
@@ -410,5 +421,36 @@ mod tests {
     fn argv() {
         let c = one("set a b 'v w'");
         assert_eq!(c.argv(), ["a", "b", "v w"]);
+    }
+
+    /// Found by fuzzing: a quoted path word holding a shell character parsed, but its rendered
+    /// (unquoted) form did not parse back.
+    #[test]
+    fn shell_characters_in_quoted_path_words_are_refused() {
+        for line in ["set a 'b`c' d", "set 'x;y' 'v'", "delete a'$'b c"] {
+            let e = parse_line(line, 2).unwrap_err();
+            assert!(e.message.contains("is not allowed in a path element"), "{line}: {e}");
+        }
+        assert_eq!(one("set a 'b`c;$(x)'").value.as_deref(), Some("b`c;$(x)"));
+    }
+
+    /// Found by the property tests: a node named `//…` or `/*` rendered to hierarchical text read
+    /// back as a comment, so the configuration silently lost it. Such names are refused.
+    #[test]
+    fn names_that_would_read_back_as_comments_are_refused() {
+        for line in ["set //", "set a //b", "set /*", "delete x /*"] {
+            let e = parse_line(line, 3).unwrap_err();
+            assert_eq!(e.line, 3);
+            assert!(e.message.contains("not start a comment"), "{line}: {e}");
+        }
+        let mut tree = crate::Tree::new();
+        assert!(tree.set(&["//x"], None, crate::ValueBehaviour::Add, &|_| false).is_err());
+        assert!(tree.set(&["/*"], None, crate::ValueBehaviour::Add, &|_| false).is_err());
+        // Elsewhere in a name, slashes and stars are ordinary characters.
+        for name in ["a//b", "/*x", "/", "*/", "10.0.0.0/8"] {
+            assert!(tree.set(&[name], None, crate::ValueBehaviour::Add, &|_| false).is_ok(), "{name}");
+        }
+        let text = crate::render_config(&tree, crate::RenderOptions::default());
+        assert_eq!(crate::parse_tree(&text).unwrap(), tree, "{text}");
     }
 }

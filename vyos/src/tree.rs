@@ -255,7 +255,10 @@ pub enum ValueBehaviour {
 
 /// Whether a string can be a node name in both formats.
 pub fn is_valid_name(name: &str) -> bool {
+    // `//…` and `/*` would read back as comments in the hierarchical format.
     !name.is_empty()
+        && !name.starts_with("//")
+        && name != "/*"
         && !name
             .bytes()
             .any(|b| b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'{' | b'}') || b < 0x20 || b == 0x7f)

@@ -169,12 +169,12 @@ impl FrameDecoder {
                         _ => {}
                     }
                 }
-                if depth == 0 {
+                self.state = State::Object { depth, in_string, escaped };
+                // The closing byte counts too: a complete object one byte over the limit is oversized.
+                self.check_size();
+                if depth == 0 && self.state != State::Discard {
                     self.frames.push_back(Frame::Message(std::mem::take(&mut self.current)));
                     self.state = State::Idle;
-                } else {
-                    self.state = State::Object { depth, in_string, escaped };
-                    self.check_size();
                 }
             }
         }
@@ -539,5 +539,109 @@ mod tests {
         let text = preview(&long);
         assert!(text.len() < 1000 && text.ends_with("(1000 bytes)"), "{text}");
         assert_eq!(preview(b"a\nb"), "a\\nb");
+    }
+
+    /// Found by the property tests: an object whose closing brace was its (limit + 1)th byte was
+    /// delivered although it was over the limit.
+    #[test]
+    fn an_object_ending_one_byte_over_the_limit_is_oversized() {
+        let mut d = FrameDecoder::new(8);
+        d.push(b"{\"a\":12}");
+        assert_eq!(frames(&mut d), [msg("{\"a\":12}")]);
+        d.push(b"{\"a\":123}{\"b\":1}");
+        assert_eq!(frames(&mut d), [Frame::Oversized]);
+        d.push(&[DELIMITER]);
+        d.push(b"{\"b\":1}");
+        assert_eq!(frames(&mut d), [Frame::Delimiter, msg("{\"b\":1}")]);
+    }
+
+    /// Property tests: the agent's byte stream is untrusted (the VM writes it).
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const MAX: usize = 64;
+
+        /// Bytes the agent might send: JSON-ish fragments, delimiters, noise.
+        fn stream() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"{\"return\": {}}".to_vec()),
+                Just(b"{\"return\": {\"id\": 7}}\n".to_vec()),
+                Just(b"{\"error\": {\"class\": \"X\", \"desc\": \"y\"}}".to_vec()),
+                Just(vec![DELIMITER]),
+                Just(b"{".to_vec()),
+                Just(b"}".to_vec()),
+                Just(b"[".to_vec()),
+                Just(b"]".to_vec()),
+                Just(b"\"".to_vec()),
+                Just(b"\\".to_vec()),
+                Just(b" \n".to_vec()),
+                prop::collection::vec(any::<u8>(), 0..16),
+                // Longer than the limit.
+                (0usize..200).prop_map(|n| [b"{\"return\": \"".to_vec(), vec![b'a'; n], b"\"}".to_vec()].concat()),
+            ];
+            prop::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+        }
+
+        /// Pushes `data` in chunks of the given sizes (cycled), draining frames after each push
+        /// and checking the memory bound; returns the frames with garbage runs merged.
+        fn run(data: &[u8], sizes: &[usize]) -> Result<Vec<Frame>, TestCaseError> {
+            let mut decoder = FrameDecoder::new(MAX);
+            let mut out: Vec<Frame> = Vec::new();
+            let mut rest = data;
+            let mut sizes = sizes.iter().cycle();
+            while !rest.is_empty() {
+                let n = sizes.next().copied().unwrap_or(1).clamp(1, rest.len());
+                let (chunk, tail) = rest.split_at(n);
+                rest = tail;
+                decoder.push(chunk);
+                // A partial object never holds more than the limit (plus the byte that broke it).
+                prop_assert!(decoder.current.len() <= MAX);
+                prop_assert!(decoder.current.capacity() <= 2 * (MAX + 1).next_power_of_two());
+                while let Some(frame) = decoder.next_frame() {
+                    match (&frame, out.last_mut()) {
+                        (Frame::Garbage(n), Some(Frame::Garbage(m))) => *m += n,
+                        _ => out.push(frame),
+                    }
+                }
+            }
+            Ok(out)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Any bytes in any chunks: no panic, no message over the limit, memory bounded, and
+            /// the same frames however the stream was split.
+            #[test]
+            fn chunking_does_not_matter(data in stream(), sizes in prop::collection::vec(1usize..40, 1..8)) {
+                let whole = run(&data, &[data.len().max(1)])?;
+                let chunked = run(&data, &sizes)?;
+                prop_assert_eq!(&chunked, &whole);
+                for frame in &whole {
+                    if let Frame::Message(raw) = frame {
+                        prop_assert!(raw.len() <= MAX);
+                        prop_assert_eq!(raw.first(), Some(&b'{'));
+                        let _ = parse_reply("guest-ping", raw);
+                        let _ = preview(raw);
+                    }
+                }
+            }
+
+            /// Arbitrary bytes through the handshake and reply interpretation: no panic.
+            #[test]
+            fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..512), id in any::<u64>()) {
+                let mut decoder = FrameDecoder::new(MAX);
+                let mut resync = Resync::new(id);
+                decoder.push(&data);
+                while let Some(frame) = decoder.next_frame() {
+                    let _ = resync.feed(&frame);
+                    if let Frame::Message(raw) = &frame {
+                        let _ = parse_reply("guest-exec", raw);
+                    }
+                }
+            }
+        }
     }
 }

@@ -646,4 +646,6 @@ impl io::Write for LimitedWriter {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
