@@ -21,12 +21,20 @@
 //! escape inside a quoted string is kept literally instead of failing, and `\DDD` (which VyOS's
 //! own escaper writes for control characters) is decoded so every value round-trips; a node that ends up with
 //! both a value and children, which VyOS would silently render without the value, is an error;
+//! a node or tag instance name with a control character (which `set` refuses) is an error;
 //! nesting deeper than [`MAX_DEPTH`] is an error instead of a stack overflow.
 
 use std::fmt;
 
 use crate::natord;
 use crate::tree::{Node, Tree};
+
+/// Whether a node name holds a control character (`set` refuses those names, so a tree holding
+/// one could not be written back as commands, and a tag instance made of them would not
+/// round-trip).
+fn has_control(name: &str) -> bool {
+    name.bytes().any(|b| b < 0x20 || b == 0x7f)
+}
 
 /// Maximum nesting depth accepted by the parser.
 pub const MAX_DEPTH: usize = 128;
@@ -412,6 +420,9 @@ impl<'a> Parser<'a> {
             return Err(self.syntax(&tok, expected));
         };
         let (line, column) = (tok.1, tok.2);
+        if has_control(&name) {
+            return Err(self.syntax(&tok, "; a node name cannot contain control characters"));
+        }
         if depth >= MAX_DEPTH {
             return Err(ParseError { line, column, kind: ParseErrorKind::TooDeep });
         }
@@ -431,6 +442,13 @@ impl<'a> Parser<'a> {
             Tok::Ident(value) | Tok::Str(value) => {
                 let after = self.bump()?;
                 match after.0 {
+                    Tok::LBrace if has_control(&value) => Err(ParseError {
+                        line: next.1,
+                        column: next.2,
+                        kind: ParseErrorKind::Syntax {
+                            detail: format!("tag node name {value:?} contains control characters"),
+                        },
+                    }),
                     Tok::LBrace => {
                         let children = self.block(depth)?;
                         let inner = finish_level(
@@ -576,6 +594,18 @@ pub fn parse_tree(text: &str) -> Result<Tree, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_node_names_are_refused() {
+        // Fuzz finding: a tag instance of control characters beside a plain node of the same
+        // name lost its tag flag through render and parse.
+        let e = parse_tree("system\r\x08 {\n}\n").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 8), "{e:?}");
+        let e = parse_tree("system {\n    name \"a\x01b\" {\n    }\n}\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e:?}");
+        // Leaf values may still carry them (VyOS's escaper writes them as \DDD).
+        assert!(parse_tree("system {\n    banner \"a\x01b\"\n}\n").is_ok());
+    }
 
     #[test]
     fn leaves_values_and_tags() {
