@@ -11,7 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -230,31 +230,35 @@ pub fn apply_request(revision: &str, desired: &str, policy: ConfigPolicy) -> App
     }
 }
 
-/// A TCP proxy in front of a server that can stop forwarding (a blackholed path) and heal.
+/// A TCP proxy in front of a server that can stop forwarding (a blackholed path), slow every
+/// chunk down, and heal. Stops when dropped.
 pub struct Proxy {
     /// Where to connect instead of the server.
     pub addr: SocketAddr,
-    mode: Arc<AtomicU8>,
+    /// 0: forward; [`BLACKHOLE`]: swallow; otherwise the delay per chunk in milliseconds.
+    mode: Arc<AtomicU64>,
+    accepted: Arc<AtomicUsize>,
     shutdown: CancellationToken,
 }
 
-const FORWARD: u8 = 0;
-const BLACKHOLE: u8 = 1;
+const BLACKHOLE: u64 = u64::MAX;
 
 impl Proxy {
     /// Starts forwarding to `target`.
     pub async fn start(target: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mode = Arc::new(AtomicU8::new(FORWARD));
+        let mode = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
         let shutdown = CancellationToken::new();
-        let (m, s) = (mode.clone(), shutdown.clone());
+        let (m, a, s) = (mode.clone(), accepted.clone(), shutdown.clone());
         tokio::spawn(async move {
             loop {
                 let (client, _) = tokio::select! {
                     _ = s.cancelled() => return,
-                    a = listener.accept() => match a { Ok(c) => c, Err(_) => return },
+                    r = listener.accept() => match r { Ok(c) => c, Err(_) => return },
                 };
+                a.fetch_add(1, Ordering::SeqCst);
                 let (m, s) = (m.clone(), s.clone());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(target).await else { return };
@@ -268,7 +272,7 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, mode, shutdown }
+        Proxy { addr, mode, accepted, shutdown }
     }
 
     /// `https://localhost:<port>` of the proxy.
@@ -281,18 +285,35 @@ impl Proxy {
         self.mode.store(BLACKHOLE, Ordering::SeqCst);
     }
 
-    /// Forwards again (connections opened from now on work).
-    pub fn heal(&self) {
-        self.mode.store(FORWARD, Ordering::SeqCst);
+    /// Forwards every chunk after `delay` (a slow path).
+    pub fn slow(&self, delay: Duration) {
+        self.mode
+            .store(u64::try_from(delay.as_millis()).unwrap_or(BLACKHOLE - 1).clamp(1, BLACKHOLE - 1), Ordering::SeqCst);
     }
 
-    /// Stops the proxy.
+    /// Forwards again at full speed (connections opened from now on work).
+    pub fn heal(&self) {
+        self.mode.store(0, Ordering::SeqCst);
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Stops the proxy: every connection through it is closed and new ones are refused.
     pub fn stop(&self) {
         self.shutdown.cancel();
     }
 }
 
-async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, mode: Arc<AtomicU8>) {
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, mode: Arc<AtomicU64>) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut poisoned = false;
     loop {
@@ -300,10 +321,14 @@ async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if mode.load(Ordering::SeqCst) == BLACKHOLE {
-            // Lost on the way; this connection never recovers (its TLS stream is broken).
-            poisoned = true;
-            continue;
+        match mode.load(Ordering::SeqCst) {
+            BLACKHOLE => {
+                // Lost on the way; this connection never recovers (its TLS stream is broken).
+                poisoned = true;
+                continue;
+            }
+            0 => {}
+            ms => tokio::time::sleep(Duration::from_millis(ms)).await,
         }
         if poisoned {
             continue;

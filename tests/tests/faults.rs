@@ -13,7 +13,8 @@ use std::time::Duration;
 use vrouter_operator::pki::{DirStore, Pki, PkiConfig};
 use vrouter_proto::RouterId;
 use vrouter_proto::v1::{ApplyOutcome, ConfigPolicy};
-use vrouter_tests::faults::{FaultProxy, PathMode, Proc, commit_log, commits_per_revision, free_port, write_fleet};
+use vrouter_tests::Proxy;
+use vrouter_tests::faults::{Proc, commit_log, commits_per_revision, free_port, write_fleet};
 use vrouter_tests::{AgentOptions, TestAgent, TestOperator, agent_options, apply_request, wait_until, workspace_bin};
 
 const SECS: Duration = Duration::from_secs(10);
@@ -228,7 +229,7 @@ async fn blackhole_then_slow_then_heal_loses_and_duplicates_no_revision() {
     let hub = vrouter_tests::fast_hub();
     let deadline = hub.heartbeat_interval * hub.heartbeat_misses;
     let op = TestOperator::start(&tmp.path().join("op"), hub, PkiConfig::default(), None).await;
-    let proxy = FaultProxy::start(op.addr).await;
+    let proxy = Proxy::start(op.addr).await;
     let agent = TestAgent::start(
         &op,
         "r1",
@@ -241,7 +242,7 @@ async fn blackhole_then_slow_then_heal_loses_and_duplicates_no_revision() {
     assert_eq!(outcome(&r), ApplyOutcome::Applied);
 
     // Blackhole with a revision in flight: it never arrives, and the hub says so.
-    proxy.set(PathMode::Blackhole);
+    proxy.blackhole();
     let rev2 = DESIRED.replace("edge-1", "edge-2");
     let in_flight = tokio::spawn({
         let (hub, id, rev2) = (op.hub.clone(), agent.id.clone(), rev2.clone());
@@ -260,7 +261,7 @@ async fn blackhole_then_slow_then_heal_loses_and_duplicates_no_revision() {
     // Slow (each chunk delayed, well under the heartbeat deadline): the agent reconnects on a
     // new connection and the lost revision is delivered again, once.
     let before = proxy.accepted();
-    proxy.set(PathMode::Slow(Duration::from_millis(40)));
+    proxy.slow(Duration::from_millis(40));
     wait_until(SECS * 2, "reconnected over the slow path", || async {
         op.hub.session(&agent.id).is_some() && agent.connected()
     })
@@ -271,7 +272,7 @@ async fn blackhole_then_slow_then_heal_loses_and_duplicates_no_revision() {
 
     // Healed: a re-delivery of rev-2 (the answer could have been lost) commits nothing; the
     // router catches up with the next revision.
-    proxy.set(PathMode::Forward);
+    proxy.heal();
     let r = op.hub.apply(&agent.id, apply_request("rev-2", &rev2, ConfigPolicy::Replace), SECS).await.unwrap();
     assert_eq!(outcome(&r), ApplyOutcome::NoChange, "rev-2 committed again: {r:?}");
     let rev3 = DESIRED.replace("edge-1", "edge-3");
