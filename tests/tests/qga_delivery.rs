@@ -105,21 +105,26 @@ spec:
     .unwrap();
 }
 
-/// Runs the standalone operator with the guest-agent path until the router is synced.
-fn sync(dir: &Path, guest: &Guest, extra: &[&str]) -> String {
+/// The standalone operator on `dir` with the guest-agent path to `guest` (listening on a free
+/// port, polling fast); callers add their own flags.
+fn operator(dir: &Path, guest: &Guest, log: &str) -> Command {
     let agent_config = dir.join("guest-agent.toml");
     std::fs::write(&agent_config, guest.agent_extra()).unwrap();
-    let out = Command::new(vrouter_tests::workspace_bin("vrouter-operator", "vrouter-operator"))
-        .args(["--log", "info", "standalone"])
+    let mut command = Command::new(vrouter_tests::workspace_bin("vrouter-operator", "vrouter-operator"));
+    command
+        .args(["--log", log, "standalone"])
         .arg(dir)
-        .args(["--until-synced", "--timeout", "150s", "--listen", "127.0.0.1:0", "--poll-ms", "200"])
+        .args(["--listen", "127.0.0.1:0", "--poll-ms", "200"])
         .args(["--qga", "--guest-poll", "1s", "--guest-root"])
         .arg(guest.root())
         .arg("--guest-agent-config")
-        .arg(&agent_config)
-        .args(extra)
-        .output()
-        .unwrap();
+        .arg(&agent_config);
+    command
+}
+
+/// Runs the standalone operator with the guest-agent path until the router is synced.
+fn sync(dir: &Path, guest: &Guest, extra: &[&str]) -> String {
+    let out = operator(dir, guest, "info").args(["--until-synced", "--timeout", "150s"]).args(extra).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
@@ -256,16 +261,7 @@ fn a_refused_command_leaves_the_router_untouched_and_is_reported() {
             .replace("set system host-name 'edge-1'", "set system host-name 'edge-1'\n    set protocols nosuch thing"),
     )
     .unwrap();
-    let agent_config = dir.join("guest-agent.toml");
-    std::fs::write(&agent_config, guest.agent_extra()).unwrap();
-    let out = Command::new(vrouter_tests::workspace_bin("vrouter-operator", "vrouter-operator"))
-        .args(["--log", "warn", "standalone"])
-        .arg(&dir)
-        .args(["--until-synced", "--timeout", "20s", "--listen", "127.0.0.1:0", "--poll-ms", "200"])
-        .args(["--qga", "--guest-poll", "1s", "--guest-root"])
-        .arg(guest.root())
-        .output()
-        .unwrap();
+    let out = operator(&dir, &guest, "warn").args(["--until-synced", "--timeout", "20s"]).output().unwrap();
     assert!(!out.status.success(), "synced with an invalid command");
     let status = status(&dir);
     assert!(status.contains("Failed through the guest agent"), "{status}");
@@ -296,14 +292,8 @@ fn a_reboot_that_lost_unsaved_state_is_delivered_again_once() {
             .replace("  commands: |", "  save: false\n  commands: |"),
     )
     .unwrap();
-    let agent_config = dir.join("guest-agent.toml");
-    std::fs::write(&agent_config, guest.agent_extra()).unwrap();
-    let operator = Command::new(vrouter_tests::workspace_bin("vrouter-operator", "vrouter-operator"))
-        .args(["--log", "warn", "standalone"])
-        .arg(&dir)
-        .args(["--listen", "127.0.0.1:0", "--poll-ms", "200", "--retry-secs", "1"])
-        .args(["--qga", "--guest-poll", "1s", "--guest-root"])
-        .arg(guest.root())
+    let operator = operator(&dir, &guest, "warn")
+        .args(["--retry-secs", "1"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
