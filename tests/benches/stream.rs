@@ -11,18 +11,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::Stream;
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
-use tonic::{Request, Response, Status, Streaming};
 use vrouter_agent::config::{OperatorConfig, ReconnectConfig, SimConfig};
 use vrouter_agent::creds::Creds;
 use vrouter_agent::simulate::{self, SimulateOptions};
@@ -30,183 +21,33 @@ use vrouter_agent::transport;
 use vrouter_operator::hub::HubConfig;
 use vrouter_operator::pki::PkiConfig;
 use vrouter_proto::RouterId;
-// The baseline is the same protocol compiled with tonic's default codec: a bare tonic stream.
-use vrouter_proto::baseline::agent_service_server::{AgentService, AgentServiceServer};
-use vrouter_proto::baseline::{
-    AgentMessage, ApplyRequest, ApplyResult, ControllerMessage, EnrollRequest, EnrollResponse, agent_message,
-    controller_message,
-};
-use vrouter_proto::prost::Message;
 use vrouter_proto::v1::{ApplyOutcome, ConfigPolicy};
 
-/// The same request as the baseline's message type.
-fn to_baseline(r: &vrouter_proto::v1::ApplyRequest) -> ApplyRequest {
-    ApplyRequest::decode(r.encode_to_vec().as_slice()).unwrap()
-}
+use vrouter_tests::echo::{self, Echo, to_baseline};
+use vrouter_tests::measure::{cpu_secs, fmt, percentile, raise_fd_limit, rss_kib, wait_for_stdin_close};
 use vrouter_tests::{TestAgent, TestOperator, agent_options, apply_request, wait_until};
 
 const DESIRED: &str = "interfaces {\n    ethernet eth0 {\n        address 192.0.2.10/24\n        description uplink\n    }\n    loopback lo {\n    }\n}\nprotocols {\n    static {\n        route 0.0.0.0/0 {\n            next-hop 192.0.2.1 {\n            }\n        }\n    }\n}\nsystem {\n    host-name edge\n    name-server 192.0.2.53\n}\n";
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn raise_fd_limit() {
-    if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
-        let _ = rlimit::Resource::NOFILE.set(hard, hard);
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn fmt(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
-        format!("{:.0} µs", d.as_secs_f64() * 1e6)
-    } else {
-        format!("{:.2} ms", d.as_secs_f64() * 1e3)
-    }
-}
+/// How long the idle CPU is measured: two heartbeat intervals.
+const IDLE_WINDOW: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------
-// The baseline: a bare bidi echo service with the hub's exchange pattern (the server pushes
-// an ApplyRequest, the client answers with an ApplyResult), over the same mTLS.
-
-#[derive(Clone, Default)]
-struct Echo {
-    streams: Arc<std::sync::Mutex<Vec<EchoStream>>>,
-}
-
-#[derive(Clone)]
-struct EchoStream {
-    tx: mpsc::Sender<Result<ControllerMessage, Status>>,
-    pending: Arc<std::sync::Mutex<std::collections::HashMap<String, oneshot::Sender<ApplyResult>>>>,
-}
-
-static NEXT: AtomicU64 = AtomicU64::new(1);
-
-impl EchoStream {
-    async fn roundtrip(&self, mut req: ApplyRequest) -> ApplyResult {
-        req.request_id = format!("e{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap().insert(req.request_id.clone(), tx);
-        self.tx.send(Ok(ControllerMessage { msg: Some(controller_message::Msg::Apply(req)) })).await.unwrap();
-        rx.await.unwrap()
-    }
-}
-
-#[tonic::async_trait]
-impl AgentService for Echo {
-    async fn enroll(&self, _: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
-        Err(Status::unimplemented("echo"))
-    }
-
-    type ConnectStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>> + Send>>;
-
-    async fn connect(
-        &self,
-        request: Request<Streaming<AgentMessage>>,
-    ) -> Result<Response<Self::ConnectStream>, Status> {
-        let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(16);
-        // Like the hub: read the Hello, answer with a Welcome-sized frame.
-        let _ = inbound.next().await;
-        let welcome = vrouter_proto::baseline::Welcome {
-            session_epoch: 1,
-            heartbeat_interval: Some(prost_types::Duration { seconds: 15, nanos: 0 }),
-            heartbeat_misses_allowed: 3,
-            capabilities: vrouter_proto::caps::ALL.iter().map(|c| (*c).to_owned()).collect(),
-            operator_version: "0.1.0".into(),
-            ..Default::default()
-        };
-        let _ = tx.send(Ok(ControllerMessage { msg: Some(controller_message::Msg::Welcome(welcome)) })).await;
-        let stream = EchoStream { tx, pending: Arc::default() };
-        self.streams.lock().unwrap().push(stream.clone());
-        tokio::spawn(async move {
-            while let Some(Ok(m)) = inbound.next().await {
-                if let Some(agent_message::Msg::ApplyResult(r)) = m.msg
-                    && let Some(tx) = stream.pending.lock().unwrap().remove(&r.request_id)
-                {
-                    let _ = tx.send(r);
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-}
+// The baseline: a bare bidi echo (`vrouter_tests::echo`) over the same mTLS, same server identity.
 
 async fn start_echo_server(op: &TestOperator) -> (Echo, std::net::SocketAddr) {
     let pki = op.hub.pki();
     let id = pki.server_identity().clone();
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(id.cert_pem, id.key_pem))
-        .client_ca_root(Certificate::from_pem(pki.ca_pem()))
-        .client_auth_optional(true);
     let echo = Echo::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = echo.clone();
-    tokio::spawn(async move {
-        Server::builder()
-            .tls_config(tls)
-            .unwrap()
-            .tcp_nodelay(true)
-            .add_service(AgentServiceServer::new(svc))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-            .unwrap();
-    });
+    echo.serve(listener, pki.ca_pem(), &id.cert_pem, &id.key_pem);
     (echo, addr)
 }
 
 /// One echo client: answers every ApplyRequest at once.
 async fn echo_client(cfg: OperatorConfig, creds: vrouter_agent::creds::Loaded) {
-    let channel = loop {
-        match transport::connect(&cfg, &creds.ca_pem, Some(&creds)).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    };
-    let (tx, rx) = mpsc::channel(16);
-    // Like an agent, say hello first (so both sides have exchanged data before idling).
-    let hello = vrouter_proto::baseline::Hello {
-        identity: "bench/echo".into(),
-        agent_version: "0.1.0".into(),
-        capabilities: vrouter_proto::caps::ALL.iter().map(|c| (*c).to_owned()).collect(),
-        os: Some(vrouter_proto::baseline::OsInfo { id: "vyos".into(), version: "1.4.0".into(), ..Default::default() }),
-        boot_id: "0123456789abcdef".into(),
-        running_digest: "sha256:0000000000000000000000000000000000000000000000000000000000000000".into(),
-        backend: "sim".into(),
-        ..Default::default()
-    };
-    let _ = tx.send(AgentMessage { msg: Some(agent_message::Msg::Hello(hello)) }).await;
-    let client = vrouter_proto::baseline::agent_service_client::AgentServiceClient::new(channel);
-    let mut inbound = client.clone().connect(ReceiverStream::new(rx)).await.unwrap().into_inner();
-    while let Ok(Some(m)) = inbound.message().await {
-        if let Some(controller_message::Msg::Apply(req)) = m.msg {
-            let result = ApplyResult {
-                request_id: req.request_id,
-                revision: req.revision,
-                outcome: ApplyOutcome::NoChange as i32,
-                output: "revision already applied".into(),
-                ..ApplyResult::default()
-            };
-            if tx.send(AgentMessage { msg: Some(agent_message::Msg::ApplyResult(result)) }).await.is_err() {
-                return;
-            }
-        }
-    }
+    echo::echo_session(&cfg, &creds, None).await;
 }
 
 async fn echo_credentials(op: &TestOperator, dir: &Path) -> (OperatorConfig, vrouter_agent::creds::Loaded) {
@@ -361,19 +202,6 @@ async fn echo_child(args: &[String]) {
     wait_for_stdin_close().await;
 }
 
-async fn wait_for_stdin_close() {
-    let _ = tokio::task::spawn_blocking(|| {
-        use std::io::Read;
-        let mut buf = [0u8; 16];
-        while let Ok(n) = std::io::stdin().read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
 async fn write_tokens(op: &TestOperator, count: usize, path: &Path) {
     let mut text = String::new();
     for i in 0..count {
@@ -439,9 +267,18 @@ async fn rss_run(count: usize, mode: &str) {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = rss_kib(me);
     let child_rss = rss_kib(child.id());
+    // CPU at idle over two heartbeat intervals (15 s each), for both sides.
+    let (cpu0, child_cpu0) = (cpu_secs(me), cpu_secs(child.id()));
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let cpu = (cpu_secs(me) - cpu0) / IDLE_WINDOW.as_secs_f64() * 100.0;
+    let child_cpu = (cpu_secs(child.id()) - child_cpu0) / IDLE_WINDOW.as_secs_f64() * 100.0;
     drop(child.stdin.take());
     let _ = child.wait();
-    println!("RSS {:.1} {:.1}", after.saturating_sub(before) as f64 / count as f64, child_rss as f64 / count as f64);
+    println!(
+        "RSS {:.1} {:.1} {cpu:.2} {child_cpu:.2}",
+        after.saturating_sub(before) as f64 / count as f64,
+        child_rss as f64 / count as f64
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -569,14 +406,17 @@ fn main() {
             }
             if only("rss") {
                 println!(
-                    "\n## 2. Operator memory per idle session (agents in another process; 5 s idle with heartbeats)\n"
+                    "\n## 2. Operator memory per idle session and CPU at idle (agents in another process; \
+                     RSS after 5 s idle, then CPU over {} s with heartbeats every 15 s)\n",
+                    IDLE_WINDOW.as_secs()
                 );
                 println!(
-                    "| sessions | vrouter hub, KiB per session | bare echo server, KiB per stream | ratio | simulated agents, KiB per router |"
+                    "| sessions | vrouter hub, KiB per session | bare echo server, KiB per stream | ratio | \
+                     hub CPU at idle | echo CPU at idle | simulated agents, KiB per router | agents' CPU at idle |"
                 );
-                println!("|---:|---:|---:|---:|---:|");
+                println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
                 let sizes: &[usize] = if quick { &[200, 1000] } else { &[1000, 5000, 10_000] };
-                let measure = |n: usize, mode: &str| -> Option<(f64, f64)> {
+                let measure = |n: usize, mode: &str| -> Option<[f64; 4]> {
                     let out = Command::new(std::env::current_exe().unwrap())
                         .args(["rss-run", &n.to_string(), mode])
                         .output()
@@ -584,19 +424,22 @@ fn main() {
                     let text = String::from_utf8_lossy(&out.stdout);
                     let line = text.lines().find(|l| l.starts_with("RSS "))?;
                     let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-                    Some((*v.first()?, *v.get(1)?))
+                    Some([*v.first()?, *v.get(1)?, *v.get(2)?, *v.get(3)?])
                 };
                 for &n in sizes {
                     match (measure(n, "hub"), measure(n, "echo")) {
-                        (Some((ours, agents)), Some((base, _))) => {
-                            println!("| {n} | **{ours:.1}** | {base:.1} | {:.2}× | {agents:.1} |", ours / base.max(0.1))
-                        }
-                        _ => println!("| {n} | failed | | | |"),
+                        (Some([ours, agents, cpu, agents_cpu]), Some([base, _, base_cpu, _])) => println!(
+                            "| {n} | **{ours:.1}** | {base:.1} | {:.2}× | **{cpu:.2} %** | {base_cpu:.2} % | {agents:.1} | {agents_cpu:.2} % |",
+                            ours / base.max(0.1)
+                        ),
+                        _ => println!("| {n} | failed | | | | | | |"),
                     }
                 }
             }
             if only("fanout") {
-                runtime.block_on(bench_fanout(if quick { 200 } else { 1000 }));
+                for &n in if quick { &[200][..] } else { &[1000, 10_000][..] } {
+                    runtime.block_on(bench_fanout(n));
+                }
             }
         }
     }

@@ -37,6 +37,19 @@ impl Proc {
         }
     }
 
+    /// Sends SIGTERM (a graceful stop) and waits up to `timeout` for the exit; killed after that.
+    pub async fn terminate(&mut self, timeout: Duration) {
+        if let Some(c) = self.child.as_ref() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        }
+        let _ = self.wait(timeout).await;
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod echo;
 pub mod faults;
+pub mod measure;
 pub mod qga;
 pub mod vm;
 
@@ -349,18 +351,28 @@ pub struct FakeVyos {
 /// A binary of this workspace from the same build as the running test (built on demand when the
 /// test binary was built alone, e.g. `cargo test -p vrouter-tests`).
 pub fn workspace_bin(package: &str, name: &str) -> PathBuf {
+    build_bin(package, name, false)
+}
+
+/// Like [`workspace_bin`], but always asks cargo to bring the binary up to date (benchmarks:
+/// `cargo bench` builds no binaries, and a stale one would measure old code).
+pub fn fresh_bin(package: &str, name: &str) -> PathBuf {
+    build_bin(package, name, true)
+}
+
+fn build_bin(package: &str, name: &str, always: bool) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
     let bin = profile_dir.join(name);
-    if !bin.exists() {
+    if always || !bin.exists() {
         let target = profile_dir.parent().unwrap();
-        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "-q", "-p", package, "--bin", name])
-            .env("CARGO_TARGET_DIR", target)
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build {name}");
+        let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "-q", "-p", package, "--bin", name]).env("CARGO_TARGET_DIR", target);
+        if profile_dir.ends_with("release") {
+            cargo.arg("--release");
+        }
+        assert!(cargo.status().unwrap().success(), "cannot build {name}");
     }
     bin
 }
