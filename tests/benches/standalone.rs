@@ -110,6 +110,7 @@ async fn run_size(n: usize) -> Vec<Row> {
     let mut operator =
         Proc::spawn("operator", operator_command(&op_bin, &site, &state, port), &tmp.path().join("op1.log"));
     wait_until(Duration::from_secs(60), "the operator wrote ca.pem", || async { state.join("ca.pem").exists() }).await;
+    assert!(operator.running(), "the operator stopped:\n{}", operator.output());
     // The operator's own footprint before any router connects (manifests read, PKI open).
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss0 = rss_kib(operator.pid().unwrap());
@@ -155,6 +156,12 @@ async fn run_size(n: usize) -> Vec<Row> {
     let cpu = (cpu_secs(pid) - cpu0) / IDLE_WINDOW.as_secs_f64() * 100.0;
     let agents_cpu = (cpu_secs(std::process::id()) - me0) / IDLE_WINDOW.as_secs_f64() * 100.0;
     eprintln!("{n}: operator RSS {rss} KiB, idle CPU {cpu:.2} %, agents {agents_cpu:.2} %");
+
+    if let Ok(marker) = std::env::var("BENCH_MARKER") {
+        // Lets a profiler attach to the operator for the fan-out only.
+        std::fs::write(&marker, format!("{pid}")).unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
 
     // 3. One template change, end to end.
     let old: Vec<Option<String>> = fleet.routers.iter().map(|(_, o)| o.applied_revision()).collect();

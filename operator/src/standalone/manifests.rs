@@ -110,9 +110,25 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ManifestError>
     }
 }
 
+/// Most documents one manifest file may hold (a fleet file lists one target per document).
+pub const MAX_DOCUMENTS_PER_FILE: usize = 100_000;
+
+/// The YAML parser's limits. Its defaults stop at 1,024 documents and 250,000 nodes, which a
+/// fleet of a few thousand targets in one file exceeds; these allow 100,000 documents of about
+/// 50 nodes each and keep the other guards (depth, aliases, scalar bytes) as they are.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::budget::Budget::default();
+    budget.max_documents = MAX_DOCUMENTS_PER_FILE;
+    budget.max_nodes = 50 * MAX_DOCUMENTS_PER_FILE;
+    budget.max_events = 100 * MAX_DOCUMENTS_PER_FILE;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 /// Adds the documents of one file.
 pub fn add_text(out: &mut Manifests, file: &Path, text: &str) -> Result<(), Vec<ManifestError>> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, yaml_options())
         .map_err(|e| vec![ManifestError { file: file.to_owned(), doc: None, message: format!("not YAML: {e}") }])?;
     let mut errors = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
@@ -273,6 +289,19 @@ mod tests {
         assert!(e[0].message.starts_with("not YAML"));
         let e = load("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: '***'}\n").unwrap_err();
         assert!(e[0].message.contains("not base64"));
+    }
+
+    #[test]
+    fn a_fleet_file_may_hold_thousands_of_documents_but_not_unboundedly_many() {
+        let target = |i: usize| {
+            format!("apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {{name: r-{i}}}\nspec: {{}}\n---\n")
+        };
+        // The parser's default budget stopped at 1,024 documents.
+        let text: String = (0..5000).map(target).collect();
+        assert_eq!(load(&text).unwrap().namespaces["default"].targets.len(), 5000);
+        let storm = "---\n".repeat(MAX_DOCUMENTS_PER_FILE + 10);
+        let e = load(&storm).unwrap_err();
+        assert!(e[0].message.starts_with("not YAML") && e[0].message.contains("budget"), "{}", e[0].message);
     }
 
     #[test]
