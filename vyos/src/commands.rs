@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use crate::tree::{Path, is_valid_name, path_to_string};
+use crate::tree::{Path, invalid_name_reason, path_to_string};
 
 /// Maximum number of words in one command.
 pub const MAX_WORDS: usize = 128;
@@ -135,9 +135,6 @@ pub fn parse_commands(text: &str) -> Result<Vec<Command>, CommandError> {
     Ok(out)
 }
 
-/// Characters refused unquoted on a command line (commands are data, not shell).
-const SHELL_CHARS: &str = ";|&<>$`\\()";
-
 /// Parses one command line (without the newline).
 pub fn parse_line(line: &str, line_no: usize) -> Result<Command, CommandError> {
     let err = |column: usize, message: String| CommandError { line: line_no, column, message };
@@ -186,22 +183,11 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Command, CommandError> {
     };
     let mut path = Vec::with_capacity(path_words.len());
     for word in path_words {
-        if !is_valid_name(&word.text) {
-            return Err(err(
-                word.column,
-                format!(
-                    "invalid path element {:?}: path elements must be non-empty, contain no whitespace, quotes or braces, and not start a comment (// or /*)",
-                    word.text
-                ),
-            ));
-        }
-        // A quoted path word could hold shell characters that the rendered (unquoted) path
-        // would then carry, and the line would not parse back.
-        if let Some(c) = word.text.chars().find(|c| SHELL_CHARS.contains(*c)) {
-            return Err(err(
-                word.column,
-                format!("invalid path element {:?}: {c:?} is not allowed in a path element", word.text),
-            ));
+        // The hierarchical parser applies the same rule, so a tree from either format can be
+        // written in the other; a quoted path word could otherwise carry shell characters that
+        // the rendered (unquoted) path would then hold, and the line would not parse back.
+        if let Some(reason) = invalid_name_reason(&word.text) {
+            return Err(err(word.column, format!("invalid path element {:?}: {reason}", word.text)));
         }
         path.push(word.text.clone());
     }
@@ -429,7 +415,7 @@ mod tests {
     fn shell_characters_in_quoted_path_words_are_refused() {
         for line in ["set a 'b`c' d", "set 'x;y' 'v'", "delete a'$'b c"] {
             let e = parse_line(line, 2).unwrap_err();
-            assert!(e.message.contains("is not allowed in a path element"), "{line}: {e}");
+            assert!(e.message.contains("is not allowed in a name"), "{line}: {e}");
         }
         assert_eq!(one("set a 'b`c;$(x)'").value.as_deref(), Some("b`c;$(x)"));
     }
@@ -441,7 +427,7 @@ mod tests {
         for line in ["set //", "set a //b", "set /*", "delete x /*"] {
             let e = parse_line(line, 3).unwrap_err();
             assert_eq!(e.line, 3);
-            assert!(e.message.contains("not start a comment"), "{line}: {e}");
+            assert!(e.message.contains("cannot start a comment"), "{line}: {e}");
         }
         let mut tree = crate::Tree::new();
         assert!(tree.set(&["//x"], None, crate::ValueBehaviour::Add, &|_| false).is_err());

@@ -236,8 +236,9 @@ pub enum EditError {
     /// A child was requested under a node that holds values.
     #[error("configuration path [{0}] is a leaf with a value and cannot have child nodes")]
     ChildOfValueNode(String),
-    /// A path element is empty or contains characters that cannot be a node name.
-    #[error("invalid node name {0:?}: names must be non-empty and contain no whitespace, quotes or braces")]
+    /// A path element is empty or contains characters that cannot be a node name
+    /// (see [`invalid_name_reason`]).
+    #[error("invalid node name {0:?}: {reason}", reason = invalid_name_reason(.0).unwrap_or_default())]
     InvalidName(String),
     /// A comment contains `*/`, which cannot be written in the hierarchical format.
     #[error("comment on [{0}] contains \"*/\", which cannot be stored in a VyOS comment")]
@@ -253,15 +254,42 @@ pub enum ValueBehaviour {
     Replace,
 }
 
-/// Whether a string can be a node name in both formats.
-pub fn is_valid_name(name: &str) -> bool {
+/// Characters a node name cannot hold because the command format refuses them (commands are
+/// data, not shell, and path words are written unquoted).
+pub const SHELL_CHARS: &str = ";|&<>$`\\()";
+
+/// Why a string cannot be a node name in both formats, or `None` if it can.
+///
+/// VyOS's node names come from its schema and are plain words; tag instance names (`eth0`,
+/// `10.0.0.0/8`, a rule number) are path words on a command line too, so the same rule holds for
+/// them. Values are not names: they may hold anything.
+pub fn invalid_name_reason(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("a name cannot be empty".to_owned());
+    }
     // `//…` and `/*` would read back as comments in the hierarchical format.
-    !name.is_empty()
-        && !name.starts_with("//")
-        && name != "/*"
-        && !name
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'{' | b'}') || b < 0x20 || b == 0x7f)
+    if name.starts_with("//") || name == "/*" {
+        return Some("a name cannot start a comment (// or /*)".to_owned());
+    }
+    for c in name.chars() {
+        let problem = match c {
+            ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c' => "whitespace",
+            '"' | '\'' => "a quote",
+            '{' | '}' => "a brace",
+            c if c < ' ' || c == '\x7f' => "a control character",
+            c if SHELL_CHARS.contains(c) => {
+                return Some(format!("{c:?} is not allowed in a name (shell characters {SHELL_CHARS} are refused)"));
+            }
+            _ => continue,
+        };
+        return Some(format!("a name cannot contain {problem} ({c:?})"));
+    }
+    None
+}
+
+/// Whether a string can be a node name in both formats (see [`invalid_name_reason`]).
+pub fn is_valid_name(name: &str) -> bool {
+    invalid_name_reason(name).is_none()
 }
 
 impl Tree {
