@@ -20,8 +20,10 @@ use std::fmt;
 
 use crate::tree::{Path, invalid_name_reason, path_to_string};
 
-/// Maximum number of words in one command.
-pub const MAX_WORDS: usize = 128;
+/// Maximum number of words in one command: the verb, a path as deep as the hierarchical parser
+/// accepts ([`crate::parse::MAX_DEPTH`]) and a value, so every parsed tree can be written as
+/// commands.
+pub const MAX_WORDS: usize = crate::parse::MAX_DEPTH + 2;
 
 /// A command's verb.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

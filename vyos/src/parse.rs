@@ -21,7 +21,12 @@
 //! escape inside a quoted string is kept literally instead of failing, and `\DDD` (which VyOS's
 //! own escaper writes for control characters) is decoded so every value round-trips; a node that ends up with
 //! both a value and children, which VyOS would silently render without the value, is an error;
-//! a node or tag instance name with a control character (which `set` refuses) is an error;
+//! a node or tag instance name that the command format cannot carry (control and shell
+//! characters, whitespace, quotes; see [`crate::tree::invalid_name_reason`]) is an error, so every
+//! accepted tree can be written as commands; a value repeated on one leaf is kept once (`set`
+//! cannot store it twice); an empty `/* */` comment is no comment (commands cannot say it); a tag
+//! node merged with a plain block that gives an instance a value or a tag form of its own is not
+//! a tag node (the tag form could not be rendered);
 //! nesting deeper than [`MAX_DEPTH`] is an error instead of a stack overflow.
 
 use std::fmt;
@@ -341,7 +346,9 @@ impl<'a> Lexer<'a> {
 fn check_name(name: &str, line: usize, column: usize) -> Result<(), ParseError> {
     match invalid_name_reason(name) {
         None => Ok(()),
-        Some(reason) => Err(ParseError { line, column, kind: ParseErrorKind::InvalidName { name: name.to_owned(), reason } }),
+        Some(reason) => {
+            Err(ParseError { line, column, kind: ParseErrorKind::InvalidName { name: name.to_owned(), reason } })
+        }
     }
 }
 
@@ -427,14 +434,13 @@ impl<'a> Parser<'a> {
                 commented = true;
                 // An empty comment is no comment: commands cannot say `/* */` (`comment … ''`
                 // clears), so keeping it would make the two formats disagree.
-                let text = c.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c'));
+                let text = crate::tree::trim_comment(&c);
                 comment = (!text.is_empty()).then(|| text.to_owned());
             }
         }
         let tok = self.bump()?;
         let Tok::Ident(name) = tok.0.clone() else {
-            let expected =
-                if commented { "; a comment must be followed by a node" } else { "; expected a node name" };
+            let expected = if commented { "; a comment must be followed by a node" } else { "; expected a node name" };
             return Err(self.syntax(&tok, expected));
         };
         let (line, column) = (tok.1, tok.2);
@@ -530,6 +536,12 @@ fn finish_level(mut parent: Node, block: Block, prefix: &[&str]) -> Result<Node,
                 }
             }
             if let Some((line, column)) = last_position {
+                // A value given twice is kept once: `set` cannot store a value twice, so the
+                // command form could not say it.
+                if first.values().len() > 1 {
+                    let mut seen = std::collections::HashSet::new();
+                    first.values_mut().retain(|v| seen.insert(v.clone()));
+                }
                 let kids = first.children_mut_unchecked();
                 kids.append(&mut extra_children);
                 crate::tree::sort_nodes(kids);
@@ -545,10 +557,10 @@ fn finish_level(mut parent: Node, block: Block, prefix: &[&str]) -> Result<Node,
                     });
                 }
             }
-            // A tag node merged with a plain block that gave an instance a value cannot be
-            // written in tag form (the renderer falls back to a plain block), so it is not one:
-            // otherwise the flag would be lost on the next render and parse.
-            if first.is_tag() && first.children().iter().any(|c| !c.values().is_empty()) {
+            // A tag node merged with a plain block that gave an instance a value or a tag form
+            // of its own cannot be written in tag form (the renderer falls back to a plain
+            // block), so it is not one: otherwise the flag would be lost on render and parse.
+            if first.is_tag() && !crate::tree::fits_tag_form(&first) {
                 first.set_tag(false);
             }
             merged.push(first);
@@ -669,11 +681,22 @@ mod tests {
         let schema_tags = |p: &[&str]| p == ["interfaces", "ethernet"];
         for (text, tag) in [
             // Tag form first, plain block adds instances: still a tag node.
-            ("interfaces {\n    ethernet eth0 {\n    }\n    ethernet {\n        eth1 {\n            mtu 1500\n        }\n        eth2\n    }\n}\n", true),
+            (
+                "interfaces {\n    ethernet eth0 {\n    }\n    ethernet {\n        eth1 {\n            mtu 1500\n        }\n        eth2\n    }\n}\n",
+                true,
+            ),
             // Plain block first: VyOS keeps the first node's flag.
-            ("interfaces {\n    ethernet {\n        eth1 {\n            mtu 1500\n        }\n    }\n    ethernet eth0 {\n        mtu 9000\n    }\n}\n", false),
+            (
+                "interfaces {\n    ethernet {\n        eth1 {\n            mtu 1500\n        }\n    }\n    ethernet eth0 {\n        mtu 9000\n    }\n}\n",
+                false,
+            ),
             // The plain block gives an instance a value: tag form cannot hold it, so no tag node.
             ("interfaces {\n    ethernet eth0 {\n    }\n    ethernet {\n        eth1 \"x\"\n    }\n}\n", false),
+            // … or makes an instance a tag node itself.
+            (
+                "interfaces {\n    ethernet eth0 {\n    }\n    ethernet {\n        eth1 vif {\n        }\n    }\n}\n",
+                false,
+            ),
         ] {
             let tree = parse_tree(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
             assert_eq!(tree.get(&["interfaces", "ethernet"]).unwrap().is_tag(), tag, "{text}");
@@ -696,13 +719,24 @@ mod tests {
         }
         // Merging is one level deep, as in VyOS: the two `ethernet` nodes of two merged
         // `interfaces` blocks are duplicates, whatever their form.
-        let e = parse_tree("interfaces {\n    ethernet eth0 {\n    }\n}\ninterfaces {\n    ethernet {\n        eth1\n    }\n}\n")
-            .unwrap_err();
+        let e = parse_tree(
+            "interfaces {\n    ethernet eth0 {\n    }\n}\ninterfaces {\n    ethernet {\n        eth1\n    }\n}\n",
+        )
+        .unwrap_err();
         assert_eq!(e.vyos_message(), "Node \"interfaces\" has two children named \"ethernet\"");
         assert_eq!(e.line, 5);
         // The same instance from both forms is a duplicate too.
         let e = parse_tree("ethernet eth0 {\n}\nethernet {\n    eth0 {\n    }\n}\n").unwrap_err();
         assert!(matches!(e.kind, ParseErrorKind::DuplicateChild { .. }), "{e}");
+    }
+
+    /// Found by the round-trip property: VyOS keeps a value given twice, but commands cannot.
+    #[test]
+    fn repeated_values_are_kept_once() {
+        let t = parse_tree("a {\n    b x\n    b y\n    b \"x\"\n    b z\n}\nc {\n}\nc v\nc 'v'\n").unwrap();
+        assert_eq!(t.values(&["a", "b"]), ["x", "y", "z"]);
+        assert_eq!(t.values(&["c"]), ["v"]);
+        assert_eq!(through_commands(&t), t);
     }
 
     #[test]

@@ -87,10 +87,10 @@ fn render_node(node: &Node, level: usize, options: RenderOptions, out: &mut Stri
     if node.children().is_empty() {
         render_comment(node, level, out);
         render_values(node, level, options, out);
-    } else if node.is_tag() && node.comment().is_none() && node.children().iter().all(|c| c.values().is_empty()) {
-        // (A "tag" node whose instance holds a value, or that has a comment of its own, cannot
-        // be written in tag form without losing the value or comment, which VyOS's renderer
-        // does silently; such a node is written as a plain block instead.)
+    } else if crate::tree::fits_tag_form(node) {
+        // (A "tag" node with a comment of its own, or whose instance holds a value or is a tag
+        // node itself, cannot be written in tag form without losing that, which VyOS's
+        // renderer does silently; such a node is written as a plain block instead.)
         for child in node.children() {
             render_comment(child, level, out);
             indent(level, out);

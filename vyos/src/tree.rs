@@ -106,9 +106,19 @@ impl Node {
         true
     }
 
-    /// Sets or clears the comment. An empty comment clears it, as in VyOS.
+    /// Sets or clears the comment. It is trimmed as the hierarchical format reads it back
+    /// (`/* text */`), and an empty comment clears it, as in VyOS.
     pub fn set_comment(&mut self, comment: Option<String>) {
-        self.comment = comment.filter(|c| !c.is_empty());
+        self.comment = comment.and_then(|c| {
+            let trimmed = trim_comment(&c);
+            if trimmed.is_empty() {
+                None
+            } else if trimmed.len() == c.len() {
+                Some(c)
+            } else {
+                Some(trimmed.to_owned())
+            }
+        });
     }
 
     /// Sets the tag flag.
@@ -202,6 +212,13 @@ impl Node {
     }
 }
 
+/// Whether a node can be written in the hierarchical tag form (`ethernet eth0 {`): it has the
+/// tag flag, no comment of its own, and instances without values or tag flags of their own (the
+/// form has no place for those; such a node is written as a plain block instead).
+pub(crate) fn fits_tag_form(node: &Node) -> bool {
+    node.tag && node.comment.is_none() && node.children.iter().all(|c| c.values.is_empty() && !c.tag)
+}
+
 /// Sorts nodes by name in natural order.
 pub(crate) fn sort_nodes(nodes: &mut [Node]) {
     nodes.sort_by(|a, b| natord::compare(&a.name, &b.name));
@@ -252,6 +269,12 @@ pub enum ValueBehaviour {
     Add,
     /// Replace the values (single-value nodes).
     Replace,
+}
+
+/// A comment without the surrounding whitespace that the hierarchical format drops when it
+/// reads `/* text */` (VyOS trims the same characters).
+pub(crate) fn trim_comment(text: &str) -> &str {
+    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c'))
 }
 
 /// Characters a node name cannot hold because the command format refuses them (commands are
@@ -655,6 +678,12 @@ mod tests {
         assert_eq!(t.get(&["a"]).unwrap().comment(), Some("hello"));
         t.set_comment(&["a"], Some("")).unwrap();
         assert_eq!(t.get(&["a"]).unwrap().comment(), None);
+        // Found by the round-trip property: `comment a '\t'` rendered as `/* \t */`, which reads
+        // back as no comment. Comments are trimmed as the hierarchical format reads them.
+        t.set_comment(&["a"], Some("\t")).unwrap();
+        assert_eq!(t.get(&["a"]).unwrap().comment(), None);
+        t.set_comment(&["a"], Some(" x y\n")).unwrap();
+        assert_eq!(t.get(&["a"]).unwrap().comment(), Some("x y"));
         assert!(matches!(t.set_comment(&["a"], Some("x */ y")), Err(EditError::InvalidComment(_))));
         assert!(matches!(t.set_comment(&["b"], Some("x")), Err(EditError::NotFound(_))));
     }
