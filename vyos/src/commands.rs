@@ -18,10 +18,11 @@
 
 use std::fmt;
 
+use crate::parse::MAX_DEPTH;
 use crate::tree::{Path, invalid_name_reason, path_to_string};
 
 /// Maximum number of words in one command: the verb, a path as deep as the hierarchical parser
-/// accepts ([`crate::parse::MAX_DEPTH`]) and a value, so every parsed tree can be written as
+/// accepts ([`MAX_DEPTH`]) and a value, so every parsed tree can be written as
 /// commands.
 pub const MAX_WORDS: usize = crate::parse::MAX_DEPTH + 2;
 
@@ -183,6 +184,10 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Command, CommandError> {
             Some(_) => (rest, None),
         },
     };
+    // A path the hierarchical format could not nest (it would not parse back after rendering).
+    if let Some(word) = path_words.get(MAX_DEPTH) {
+        return Err(err(word.column, format!("path deeper than {MAX_DEPTH} levels")));
+    }
     let mut path = Vec::with_capacity(path_words.len());
     for word in path_words {
         // The hierarchical parser applies the same rule, so a tree from either format can be
@@ -420,6 +425,22 @@ mod tests {
             assert!(e.message.contains("is not allowed in a name"), "{line}: {e}");
         }
         assert_eq!(one("set a 'b`c;$(x)'").value.as_deref(), Some("b`c;$(x)"));
+    }
+
+    /// Found by fuzzing `commands_parse`: a `set` with 129 path words built a tree one level
+    /// deeper than the hierarchical parser accepts, so its render did not parse back. Paths are
+    /// limited to the same depth; the longest path still takes a value or a comment text.
+    #[test]
+    fn paths_deeper_than_the_hierarchical_format_are_refused() {
+        let words = |n: usize| vec!["n"; n].join(" ");
+        let e = parse_line(&format!("set {}", words(MAX_DEPTH + 1)), 4).unwrap_err();
+        assert_eq!((e.line, e.column), (4, 5 + 2 * MAX_DEPTH), "{e}");
+        assert!(e.message.contains("deeper than 128 levels"), "{e}");
+        let mut tree = crate::Tree::new();
+        let commands = parse_commands(&format!("set {0} 'v'\ncomment {0} 'c'\n", words(MAX_DEPTH))).unwrap();
+        crate::apply_commands(&mut tree, &commands, crate::Schema::vyos()).unwrap();
+        let text = crate::render_config(&tree, crate::RenderOptions::default());
+        assert_eq!(crate::parse_tree(&text).unwrap(), tree);
     }
 
     /// Found by the property tests: a node named `//…` or `/*` rendered to hierarchical text read
