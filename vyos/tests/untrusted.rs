@@ -1,5 +1,6 @@
 //! Untrusted input: arbitrary text never panics either parser, errors name a position inside the
-//! input, and generated command lists survive render → parse unchanged. (Generated trees'
+//! input, generated command lists survive render → parse unchanged, and whatever either parser
+//! accepts round-trips through the other format (same tree, same digest). (Generated trees'
 //! round trips and digests are in `properties.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
