@@ -484,6 +484,89 @@ mod tests {
         assert!(generate(&b, Inputs { templates: &templates, params: &params, targets: &targets }).is_err());
     }
 
+    /// Marks every cached result of binding `core` so that a reused one shows.
+    fn poison(cache: &mut RenderCache) {
+        for (_, result) in cache.entry_mut("net", "core").unwrap().targets.values_mut() {
+            if let Ok((Some(config), _, _)) = result {
+                config.push_str("# cached\n");
+            }
+        }
+    }
+
+    #[test]
+    fn the_cache_reuses_results_until_an_input_changes() {
+        let (templates, params, targets) = fixture();
+        let b = binding(VRouterBindingSpec {
+            template_refs: vec![NameRef::new("base"), NameRef::new("bgp")],
+            params_refs: vec![NameRef::new("common")],
+            target_refs: vec![NameRef::new("r1"), NameRef::new("r2")],
+            save: true,
+            ..Default::default()
+        });
+        let inputs = Inputs { templates: &templates, params: &params, targets: &targets };
+        let mut cache = RenderCache::new();
+        let first = generate_cached(&b, inputs, &mut cache).unwrap();
+        assert_eq!(first, generate(&b, inputs).unwrap());
+        assert_eq!(cache.len(), 2);
+        // Nothing changed: the (tampered) cached results are used.
+        poison(&mut cache);
+        let again = generate_cached(&b, inputs, &mut cache).unwrap();
+        assert!(again.configs.iter().all(|c| c.spec.config.as_deref().unwrap().ends_with("# cached\n")));
+
+        // Each kind of input, changed, is rendered again (and matches an uncached render).
+        let check = |b: &VRouterBinding, inputs: Inputs<'_>, cache: &mut RenderCache, changed: &[&str]| {
+            poison(cache);
+            let out = generate_cached(b, inputs, cache).unwrap();
+            assert_eq!(out.configs.len(), 2);
+            for c in &out.configs {
+                let cached = c.spec.config.as_deref().unwrap().ends_with("# cached\n");
+                assert_eq!(cached, !changed.contains(&c.target.as_str()), "{}: {:?}", c.target, c.spec.config);
+            }
+            let mut fresh = generate(b, inputs).unwrap();
+            let mut got = out;
+            for c in fresh.configs.iter_mut().chain(got.configs.iter_mut()) {
+                c.spec.config = c.spec.config.take().map(|t| t.replace("# cached\n", ""));
+            }
+            assert_eq!(got, fresh);
+        };
+        // A template.
+        let mut t2 = templates.clone();
+        t2.get_mut("base").unwrap().spec.config = Some("system {\n    host-name {{ target.name }}-x\n}\n".into());
+        check(&b, Inputs { templates: &t2, ..inputs }, &mut cache, &["r1", "r2"]);
+        // The second template.
+        let mut t3 = t2.clone();
+        t3.get_mut("bgp").unwrap().spec.commands = Some("set system time-zone '{{ tz }}'\n".into());
+        check(&b, Inputs { templates: &t3, ..inputs }, &mut cache, &["r1", "r2"]);
+        // A template the binding does not name (templates can include any of them).
+        let extra = t3["base"].clone();
+        t3.insert("extra".into(), extra);
+        check(&b, Inputs { templates: &t3, ..inputs }, &mut cache, &["r1", "r2"]);
+        // A params object.
+        let mut p2 = params.clone();
+        p2.get_mut("common").unwrap().spec.params.insert("tz".into(), json!("Asia/Tokyo"));
+        check(&b, Inputs { templates: &t3, params: &p2, ..inputs }, &mut cache, &["r1", "r2"]);
+        // The binding's own params.
+        let mut b2 = b.clone();
+        b2.spec.params = json!({"tz": "UTC"}).as_object().cloned();
+        check(&b2, Inputs { templates: &t3, params: &p2, ..inputs }, &mut cache, &["r1", "r2"]);
+        // One target's params: only that target.
+        let mut tg2 = targets.clone();
+        tg2.get_mut("r2").unwrap().spec.params = json!({"tz": "Europe/Oslo"}).as_object().cloned();
+        check(&b2, Inputs { templates: &t3, params: &p2, targets: &tg2 }, &mut cache, &["r2"]);
+        // One target's labels (templates can read them).
+        tg2.get_mut("r1").unwrap().metadata.labels.get_or_insert_default().insert("site".into(), "x".into());
+        check(&b2, Inputs { templates: &t3, params: &p2, targets: &tg2 }, &mut cache, &["r1"]);
+        // Nothing changed since the last call.
+        check(&b2, Inputs { templates: &t3, params: &p2, targets: &tg2 }, &mut cache, &[]);
+        // A target that leaves is forgotten.
+        let mut b3 = b2.clone();
+        b3.spec.target_refs.pop();
+        generate_cached(&b3, Inputs { templates: &t3, params: &p2, targets: &tg2 }, &mut cache).unwrap();
+        assert_eq!(cache.len(), 1);
+        cache.retain(|_, name| name != "core");
+        assert!(cache.is_empty());
+    }
+
     #[test]
     fn selectors() {
         let labels = BTreeMap::from([("a".to_owned(), "1".to_owned())]);

@@ -69,6 +69,12 @@ impl RenderCache {
         }
     }
 
+    /// A binding's entry, for tests that tamper with it to see whether it is used.
+    #[cfg(test)]
+    pub(crate) fn entry_mut(&mut self, namespace: &str, binding: &str) -> Option<&mut BindingEntry> {
+        self.bindings.get_mut(&(namespace.to_owned(), binding.to_owned()))
+    }
+
     /// Puts a binding's entry (back).
     pub(crate) fn put(&mut self, namespace: &str, binding: &str, entry: BindingEntry) {
         self.bindings.insert((namespace.to_owned(), binding.to_owned()), entry);

@@ -567,6 +567,7 @@ pub fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compose::revision_id;
     use crate::crd::{NameRef, VRouterConfigSpec, VRouterTargetSpec};
     use crate::delivery::Attempt;
 
@@ -675,6 +676,83 @@ mod tests {
         let s = t.config_status("n", "a").unwrap();
         assert_eq!(s.phase, ConfigPhase::Failed);
         assert!(s.message.as_deref().unwrap().contains("single quote"), "{s:?}");
+    }
+
+    #[test]
+    fn compositions_are_reused_until_a_config_changes() {
+        let mut t = Tracker::new(vec![1; 32]);
+        let r1 = target(ConfigPolicy::Merge);
+        let a = config("a", 0, "set system host-name 'r1'");
+        let b = config("b", 5, "set system time-zone 'UTC'");
+        let first = t.target(&r1, &[&a, &b], &Secrets::new(), now()).unwrap().unwrap();
+        // The cached digest is vyos_config's digest of the composed tree.
+        let parts: Vec<Part<'_>> = [&a, &b]
+            .iter()
+            .map(|c| Part {
+                name: c.metadata.name.as_deref().unwrap(),
+                generation: 2,
+                priority: c.spec.priority,
+                config: None,
+                commands: c.spec.commands.as_deref(),
+                save: true,
+            })
+            .collect();
+        assert_eq!(first.digest, vyos_config::digest(&compose(&parts, Schema::vyos()).unwrap().tree).to_string());
+        assert_eq!(
+            first.revision,
+            revision_id(RevisionInput {
+                composed: &compose(&parts, Schema::vyos()).unwrap(),
+                policy: ConfigPolicy::Merge,
+                managed_scopes: &[],
+                secrets_fingerprint: "",
+            })
+        );
+        // Tamper with the cached composition: reused while nothing changes.
+        let tkey = key("n", "r1");
+        let poison = |t: &mut Tracker| {
+            let (d, outcome) = t.composed.remove(&tkey).unwrap();
+            let mut text = outcome.unwrap();
+            let inner = Arc::get_mut(&mut text).unwrap();
+            inner.config.push_str("/* cached */\n");
+            t.composed.insert(tkey.clone(), (d, Ok(text)));
+        };
+        poison(&mut t);
+        let again = t.target(&r1, &[&a, &b], &Secrets::new(), now()).unwrap().unwrap();
+        assert!(again.config.ends_with("/* cached */\n"));
+        assert_eq!(again.revision, first.revision);
+        // A config's content, generation or priority changes: composed again.
+        let mut a2 = a.clone();
+        a2.spec.commands = Some("set system host-name 'r9'".into());
+        let mut a3 = a.clone();
+        a3.metadata.generation = Some(3);
+        let mut b2 = b.clone();
+        b2.spec.priority = 7;
+        for (x, y) in [(&a2, &b), (&a3, &b), (&a, &b2)] {
+            poison(&mut t);
+            let d = t.target(&r1, &[x, y], &Secrets::new(), now()).unwrap().unwrap();
+            assert!(!d.config.contains("cached"), "{}", d.config);
+        }
+        // Secret values are looked up on every pass (not cached).
+        let c = config("a", 0, "set system login user u authentication plaintext-password '@@vrouter-secret:s/pw@@'");
+        let one = Secrets::from([("s".to_owned(), BTreeMap::from([("pw".to_owned(), "one".to_owned())]))]);
+        let two = Secrets::from([("s".to_owned(), BTreeMap::from([("pw".to_owned(), "two".to_owned())]))]);
+        let d1 = t.target(&r1, &[&c], &one, now()).unwrap().unwrap();
+        let d2 = t.target(&r1, &[&c], &two, now()).unwrap().unwrap();
+        assert_ne!(d1.revision, d2.revision);
+        assert_eq!(d2.secrets["@@vrouter-secret:s/pw@@"], "two");
+        assert!(t.target(&r1, &[&c], &Secrets::new(), now()).is_none());
+        // The target's own settings are not cached either.
+        let d3 = t.target(&target(ConfigPolicy::Replace), &[&c], &two, now()).unwrap().unwrap();
+        assert_ne!(d3.revision, d2.revision);
+        // A composition error is cached like a success, and cleared by a change.
+        let x = config("x", 0, "set system host-name 'a'");
+        let y = config("y", 0, "set system host-name 'b'");
+        assert!(t.target(&r1, &[&x, &y], &Secrets::new(), now()).is_none());
+        assert!(t.target(&r1, &[&x, &y], &Secrets::new(), now()).is_none());
+        assert!(t.target(&r1, &[&x], &Secrets::new(), now()).is_some());
+        // Forgotten with the target.
+        t.retain(|_| false, |_| false);
+        assert!(t.composed.is_empty());
     }
 
     #[test]
