@@ -11,7 +11,7 @@ use crate::conditions::{condition, set_condition};
 use crate::crd::{
     ANNOTATION_BINDING, ANNOTATION_TARGET, ConfigPhase, VRouterBinding, VRouterBindingStatus, VRouterConfig,
 };
-use crate::generate::{Inputs, generate};
+use crate::generate::{Inputs, RenderCache, generate_cached};
 use crate::rollout::{TargetState, decide};
 use crate::time::from_k8s;
 
@@ -61,6 +61,18 @@ pub fn plan(
     configs: &BTreeMap<String, VRouterConfig>,
     now: SystemTime,
 ) -> BindingPlan {
+    plan_cached(binding, inputs, configs, now, &mut RenderCache::new())
+}
+
+/// [`plan`], rendering with [`generate_cached`]: targets whose inputs did not change since the
+/// last call with the same `cache` are not rendered again.
+pub fn plan_cached(
+    binding: &VRouterBinding,
+    inputs: Inputs<'_>,
+    configs: &BTreeMap<String, VRouterConfig>,
+    now: SystemTime,
+    cache: &mut RenderCache,
+) -> BindingPlan {
     let mut status = binding.status.clone().unwrap_or_default();
     let old = status.conditions.clone();
     status.observed_generation = binding.metadata.generation;
@@ -74,7 +86,7 @@ pub fn plan(
         out.status = status;
         return out;
     }
-    let output = match generate(binding, inputs) {
+    let output = match generate_cached(binding, inputs, cache) {
         Ok(o) => o,
         Err(e) => {
             // Nothing renders: keep every generated config as it is.

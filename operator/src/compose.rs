@@ -311,13 +311,19 @@ pub struct RevisionInput<'a> {
 /// Equal inputs give equal ids, so re-deriving a revision after a restart finds the one the
 /// router already runs.
 pub fn revision_id(input: RevisionInput<'_>) -> String {
+    revision_id_of(&vyos_config::canonical_text(&input.composed.tree), input)
+}
+
+/// [`revision_id`] given the composed tree's canonical text (`vyos_config::canonical_text`);
+/// the tree itself is not read.
+pub fn revision_id_of(canonical: &str, input: RevisionInput<'_>) -> String {
     let mut h = Sha256::new();
     let mut field = |name: &str, data: &[u8]| {
         h.update(name.as_bytes());
         h.update((data.len() as u64).to_be_bytes());
         h.update(data);
     };
-    field("tree", vyos_config::canonical_text(&input.composed.tree).as_bytes());
+    field("tree", canonical.as_bytes());
     field("policy", format!("{:?}", input.policy).as_bytes());
     let mut scopes: Vec<String> =
         input.managed_scopes.iter().map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")).collect();

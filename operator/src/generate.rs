@@ -17,7 +17,11 @@ use crate::crd::{
     VRouterConfigSpec, VRouterParams, VRouterTarget, VRouterTemplate, validate,
 };
 use crate::naming::{config_name, label_value};
-use crate::render::{Limits, ObjectInfo, RenderContext, Renderer, SecretRef, TemplateSource, merge_params};
+use crate::render::{
+    Limits, ObjectInfo, PreparedContext, RenderContext, Renderer, SecretRef, TemplateSource, merge_params,
+};
+pub use crate::render_cache::RenderCache;
+use crate::render_cache::{Hasher, InputDigest};
 
 /// The objects a binding may refer to (same namespace).
 #[derive(Clone, Copy, Debug)]
@@ -112,6 +116,16 @@ fn template_refs(binding: &VRouterBinding) -> Vec<&NameRef> {
 
 /// Renders a binding for all its targets.
 pub fn generate(binding: &VRouterBinding, inputs: Inputs<'_>) -> Result<Output, BindingError> {
+    generate_cached(binding, inputs, &mut RenderCache::new())
+}
+
+/// [`generate`], reusing the results of an earlier call for targets whose inputs did not change
+/// (see [`RenderCache`]), and leaving this call's results in `cache`.
+pub fn generate_cached(
+    binding: &VRouterBinding,
+    inputs: Inputs<'_>,
+    cache: &mut RenderCache,
+) -> Result<Output, BindingError> {
     let namespace = binding.namespace().unwrap_or_default();
     let binding_name = binding.name_any();
     validate::binding(&binding.spec, &namespace).map_err(|p| BindingError(validate::describe(&p)))?;
@@ -137,23 +151,32 @@ pub fn generate(binding: &VRouterBinding, inputs: Inputs<'_>) -> Result<Output, 
     layers.push(binding.spec.params.as_ref().unwrap_or(&empty));
 
     // Every template of the namespace is loadable (include/import by name).
-    let sources: Vec<TemplateSource> = inputs
-        .templates
-        .iter()
-        .map(|(name, t)| TemplateSource {
-            name: name.clone(),
-            config: t.spec.config.clone(),
-            commands: t.spec.commands.clone(),
+    let compile = || {
+        let sources: Vec<TemplateSource> = inputs
+            .templates
+            .iter()
+            .map(|(name, t)| TemplateSource {
+                name: name.clone(),
+                config: t.spec.config.clone(),
+                commands: t.spec.commands.clone(),
+            })
+            .collect();
+        Renderer::new(&sources, Limits::default()).map_err(|errors| {
+            // Only the errors of templates this binding uses (others fail their own bindings).
+            let used: BTreeSet<&str> = refs.iter().map(|r| r.name.as_str()).collect();
+            let relevant: Vec<String> = errors
+                .iter()
+                .filter(|e| e.template().is_none_or(|t| used.contains(t)))
+                .map(ToString::to_string)
+                .collect();
+            let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            BindingError(if relevant.is_empty() { all } else { relevant }.join("; "))
         })
-        .collect();
-    let renderer = Renderer::new(&sources, Limits::default()).map_err(|errors| {
-        // Only the errors of templates this binding uses (others fail their own bindings).
-        let used: BTreeSet<&str> = refs.iter().map(|r| r.name.as_str()).collect();
-        let relevant: Vec<String> =
-            errors.iter().filter(|e| e.template().is_none_or(|t| used.contains(t))).map(ToString::to_string).collect();
-        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        BindingError(if relevant.is_empty() { all } else { relevant }.join("; "))
-    })?;
+    };
+    let (mut entry, hit) = cache.take(&namespace, &binding_name, binding_digest(binding, inputs, &layers));
+    // Cached results exist only for templates that compiled: compile when something renders.
+    let mut renderer = if hit { None } else { Some(compile()?) };
+    let mut results = std::collections::BTreeMap::new();
 
     let (targets, missing_targets) = select_targets(binding, inputs.targets);
     let mut out = Output { targets: targets.clone(), ..Output::default() };
@@ -177,7 +200,19 @@ pub fn generate(binding: &VRouterBinding, inputs: Inputs<'_>) -> Result<Output, 
             },
             binding: Some(binding_info.clone()),
         };
-        match render_target(&renderer, &refs, &ctx) {
+        let tdigest = target_digest(target_name, target);
+        let result = match entry.targets.remove(target_name) {
+            Some((d, r)) if d == tdigest => r,
+            _ => {
+                let r = match &renderer {
+                    Some(r) => r,
+                    None => renderer.insert(compile()?),
+                };
+                render_target(r, &refs, &ctx)
+            }
+        };
+        results.insert(target_name.clone(), (tdigest, result.clone()));
+        match result {
             Ok((config, commands, secrets)) => {
                 let name = config_name(&binding_name, target_name);
                 out.configs.push(Generated {
@@ -206,7 +241,36 @@ pub fn generate(binding: &VRouterBinding, inputs: Inputs<'_>) -> Result<Output, 
             }
         }
     }
+    entry.targets = results;
+    cache.put(&namespace, &binding_name, entry);
     Ok(out)
+}
+
+/// Digest of what a binding's rendering reads besides the target (see [`RenderCache`]).
+fn binding_digest(binding: &VRouterBinding, inputs: Inputs<'_>, layers: &[&Params]) -> InputDigest {
+    let mut h = Hasher::new("binding");
+    h.opt("namespace", binding.metadata.namespace.as_deref());
+    h.opt("name", binding.metadata.name.as_deref());
+    h.json("labels", binding.labels());
+    h.json("spec", &binding.spec);
+    for (name, t) in inputs.templates {
+        h.bytes("template", name.as_bytes());
+        h.opt("config", t.spec.config.as_deref());
+        h.opt("commands", t.spec.commands.as_deref());
+    }
+    for layer in layers {
+        h.json("params", layer);
+    }
+    h.finish()
+}
+
+/// Digest of what a binding's rendering reads of a target.
+fn target_digest(name: &str, target: &VRouterTarget) -> InputDigest {
+    let mut h = Hasher::new("target");
+    h.bytes("name", name.as_bytes());
+    h.json("labels", target.labels());
+    h.json("params", &target.spec.params);
+    h.finish()
 }
 
 type RenderedTarget = (Option<String>, Option<String>, BTreeSet<SecretRef>);
@@ -218,8 +282,9 @@ fn render_target(renderer: &Renderer, refs: &[&NameRef], ctx: &RenderContext) ->
     let mut any_config = false;
     let mut commands: Vec<String> = Vec::new();
     let mut secrets = BTreeSet::new();
+    let ctx = PreparedContext::new(ctx);
     for r in refs {
-        let rendered = renderer.render(&r.name, ctx).map_err(|e| e.to_string())?;
+        let rendered = renderer.render_prepared(&r.name, &ctx).map_err(|e| e.to_string())?;
         secrets.extend(rendered.secrets.iter().cloned());
         if let Some(text) = rendered.config.as_deref().filter(|t| !t.trim().is_empty()) {
             let part = Config::parse(text)
@@ -417,6 +482,89 @@ mod tests {
         assert_eq!(e.0, "VRouterParams not found: gone");
         let b = binding(VRouterBindingSpec { save: true, ..Default::default() });
         assert!(generate(&b, Inputs { templates: &templates, params: &params, targets: &targets }).is_err());
+    }
+
+    /// Marks every cached result of binding `core` so that a reused one shows.
+    fn poison(cache: &mut RenderCache) {
+        for (_, result) in cache.entry_mut("net", "core").unwrap().targets.values_mut() {
+            if let Ok((Some(config), _, _)) = result {
+                config.push_str("# cached\n");
+            }
+        }
+    }
+
+    #[test]
+    fn the_cache_reuses_results_until_an_input_changes() {
+        let (templates, params, targets) = fixture();
+        let b = binding(VRouterBindingSpec {
+            template_refs: vec![NameRef::new("base"), NameRef::new("bgp")],
+            params_refs: vec![NameRef::new("common")],
+            target_refs: vec![NameRef::new("r1"), NameRef::new("r2")],
+            save: true,
+            ..Default::default()
+        });
+        let inputs = Inputs { templates: &templates, params: &params, targets: &targets };
+        let mut cache = RenderCache::new();
+        let first = generate_cached(&b, inputs, &mut cache).unwrap();
+        assert_eq!(first, generate(&b, inputs).unwrap());
+        assert_eq!(cache.len(), 2);
+        // Nothing changed: the (tampered) cached results are used.
+        poison(&mut cache);
+        let again = generate_cached(&b, inputs, &mut cache).unwrap();
+        assert!(again.configs.iter().all(|c| c.spec.config.as_deref().unwrap().ends_with("# cached\n")));
+
+        // Each kind of input, changed, is rendered again (and matches an uncached render).
+        let check = |b: &VRouterBinding, inputs: Inputs<'_>, cache: &mut RenderCache, changed: &[&str]| {
+            poison(cache);
+            let out = generate_cached(b, inputs, cache).unwrap();
+            assert_eq!(out.configs.len(), 2);
+            for c in &out.configs {
+                let cached = c.spec.config.as_deref().unwrap().ends_with("# cached\n");
+                assert_eq!(cached, !changed.contains(&c.target.as_str()), "{}: {:?}", c.target, c.spec.config);
+            }
+            let mut fresh = generate(b, inputs).unwrap();
+            let mut got = out;
+            for c in fresh.configs.iter_mut().chain(got.configs.iter_mut()) {
+                c.spec.config = c.spec.config.take().map(|t| t.replace("# cached\n", ""));
+            }
+            assert_eq!(got, fresh);
+        };
+        // A template.
+        let mut t2 = templates.clone();
+        t2.get_mut("base").unwrap().spec.config = Some("system {\n    host-name {{ target.name }}-x\n}\n".into());
+        check(&b, Inputs { templates: &t2, ..inputs }, &mut cache, &["r1", "r2"]);
+        // The second template.
+        let mut t3 = t2.clone();
+        t3.get_mut("bgp").unwrap().spec.commands = Some("set system time-zone '{{ tz }}'\n".into());
+        check(&b, Inputs { templates: &t3, ..inputs }, &mut cache, &["r1", "r2"]);
+        // A template the binding does not name (templates can include any of them).
+        let extra = t3["base"].clone();
+        t3.insert("extra".into(), extra);
+        check(&b, Inputs { templates: &t3, ..inputs }, &mut cache, &["r1", "r2"]);
+        // A params object.
+        let mut p2 = params.clone();
+        p2.get_mut("common").unwrap().spec.params.insert("tz".into(), json!("Asia/Tokyo"));
+        check(&b, Inputs { templates: &t3, params: &p2, ..inputs }, &mut cache, &["r1", "r2"]);
+        // The binding's own params.
+        let mut b2 = b.clone();
+        b2.spec.params = json!({"tz": "UTC"}).as_object().cloned();
+        check(&b2, Inputs { templates: &t3, params: &p2, ..inputs }, &mut cache, &["r1", "r2"]);
+        // One target's params: only that target.
+        let mut tg2 = targets.clone();
+        tg2.get_mut("r2").unwrap().spec.params = json!({"tz": "Europe/Oslo"}).as_object().cloned();
+        check(&b2, Inputs { templates: &t3, params: &p2, targets: &tg2 }, &mut cache, &["r2"]);
+        // One target's labels (templates can read them).
+        tg2.get_mut("r1").unwrap().metadata.labels.get_or_insert_default().insert("site".into(), "x".into());
+        check(&b2, Inputs { templates: &t3, params: &p2, targets: &tg2 }, &mut cache, &["r1"]);
+        // Nothing changed since the last call.
+        check(&b2, Inputs { templates: &t3, params: &p2, targets: &tg2 }, &mut cache, &[]);
+        // A target that leaves is forgotten.
+        let mut b3 = b2.clone();
+        b3.spec.target_refs.pop();
+        generate_cached(&b3, Inputs { templates: &t3, params: &p2, targets: &tg2 }, &mut cache).unwrap();
+        assert_eq!(cache.len(), 1);
+        cache.retain(|_, name| name != "core");
+        assert!(cache.is_empty());
     }
 
     #[test]

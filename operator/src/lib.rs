@@ -38,6 +38,7 @@ pub mod naming;
 pub mod pki;
 pub mod qga;
 pub mod render;
+pub mod render_cache;
 pub mod rollout;
 pub mod standalone;
 pub mod time;

@@ -3,14 +3,15 @@
 //! and config status. The shells write what it computes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use kube::ResourceExt;
 use sha2::{Digest as _, Sha256};
 use vrouter_proto::RouterId;
-use vyos_config::{RenderOptions, Schema, digest, render_config};
+use vyos_config::{RenderOptions, Schema, Tree, canonical_text, render_config};
 
-use crate::compose::{Part, RevisionInput, compose, revision_id};
+use crate::compose::{Composed, Part, RevisionInput, compose, revision_id_of};
 use crate::conditions::{condition, set_condition};
 use crate::crd::{
     AgentStatus, ConfigPhase, ConfigPolicy, DriftStatus, LastApply, VRouterConfig, VRouterConfigStatus, VRouterTarget,
@@ -19,6 +20,7 @@ use crate::crd::{
 use crate::delivery::{DeliveryEvent, Desired, Phase};
 use crate::hub::HubEvent;
 use crate::render::{placeholders, substitute};
+use crate::render_cache::{Hasher, InputDigest};
 use crate::time::to_k8s;
 
 /// (namespace, name).
@@ -50,6 +52,58 @@ pub struct Tracker {
     /// Per router: the last few revisions (oldest first) and the configs (name, generation) each
     /// carries — enough for the events of deliveries still in flight, without growing forever.
     revisions: BTreeMap<Key, Vec<(String, Parts)>>,
+    /// Per router: the last composition, keyed by a digest of its parts (a pass where a
+    /// router's configs did not change does not compose them again).
+    composed: BTreeMap<Key, (InputDigest, ComposeOutcome)>,
+}
+
+/// What revisions need of a composition.
+#[derive(Debug)]
+struct ComposedText {
+    /// The composition, its tree emptied (`config`, `canonical` and `digest` are what is used of
+    /// it; keeping the texts instead of the tree saves memory).
+    composed: Composed,
+    /// The tree rendered as VyOS configuration.
+    config: String,
+    /// The tree's canonical text (`vyos_config::canonical_text`).
+    canonical: String,
+    /// The tree's digest (`vyos_config::digest`).
+    digest: String,
+}
+
+/// A composition, or which configs block it and why.
+type ComposeOutcome = Result<Arc<ComposedText>, (Vec<String>, String)>;
+
+/// Composes `parts` and renders what revisions need.
+fn compose_text(parts: &[Part<'_>]) -> ComposeOutcome {
+    let mut composed = compose(parts, Schema::vyos()).map_err(|errors| {
+        let blame = errors.iter().flat_map(|e| e.configs()).map(str::to_owned).collect();
+        (blame, errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+    })?;
+    let config = render_config(&composed.tree, RenderOptions::default());
+    let canonical = canonical_text(&composed.tree);
+    // `vyos_config::digest` is the SHA-256 of the canonical text: one walk of the tree, not two.
+    let digest = format!("sha256:{}", hex(&Sha256::digest(canonical.as_bytes())));
+    composed.tree = Tree::new();
+    Ok(Arc::new(ComposedText { composed, config, canonical, digest }))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Digest of everything composition reads of a router's configs.
+fn parts_digest(parts: &[Part<'_>]) -> InputDigest {
+    let mut h = Hasher::new("parts");
+    for p in parts {
+        h.bytes("name", p.name.as_bytes());
+        h.bytes("generation", &p.generation.to_be_bytes());
+        h.bytes("priority", &p.priority.to_be_bytes());
+        h.opt("config", p.config);
+        h.opt("commands", p.commands);
+        h.bytes("save", &[u8::from(p.save)]);
+    }
+    h.finish()
 }
 
 impl Tracker {
@@ -96,6 +150,7 @@ impl Tracker {
     pub fn retain(&mut self, keep_target: impl Fn(&Key) -> bool, keep_config: impl Fn(&Key) -> bool) {
         self.targets.retain(|k, _| keep_target(k));
         self.revisions.retain(|k, _| keep_target(k));
+        self.composed.retain(|k, _| keep_target(k));
         self.configs.retain(|k, _| keep_config(k));
     }
 
@@ -227,7 +282,7 @@ impl Tracker {
     /// The desired revision of a target, or which configs block it and why.
     #[allow(clippy::type_complexity)]
     fn desired_for(
-        &self,
+        &mut self,
         secrets_of: &Secrets,
         target: &VRouterTarget,
         parts: &[Part<'_>],
@@ -239,11 +294,18 @@ impl Tracker {
             // An empty Replace would wipe the router: deliver nothing instead.
             return Ok(None);
         }
-        let composed = compose(parts, Schema::vyos()).map_err(|errors| {
-            let blame = errors.iter().flat_map(|e| e.configs()).map(str::to_owned).collect();
-            (blame, errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-        })?;
-        let config = render_config(&composed.tree, RenderOptions::default());
+        let tkey = key(target.metadata.namespace.as_deref().unwrap_or_default(), &target.name_any());
+        let pdigest = parts_digest(parts);
+        let text = match self.composed.get(&tkey) {
+            Some((d, outcome)) if *d == pdigest => outcome.clone(),
+            _ => {
+                let outcome = compose_text(parts);
+                self.composed.insert(tkey, (pdigest, outcome.clone()));
+                outcome
+            }
+        }?;
+        let composed = &text.composed;
+        let config = text.config.clone();
         let mut secrets = BTreeMap::new();
         let mut missing = Vec::new();
         for r in placeholders(&config) {
@@ -275,17 +337,20 @@ impl Tracker {
         let fingerprint: String =
             if secrets.is_empty() { String::new() } else { h.finalize().iter().map(|b| format!("{b:02x}")).collect() };
         let spec = &target.spec;
-        let revision = revision_id(RevisionInput {
-            composed: &composed,
-            policy: spec.config_policy,
-            managed_scopes: &spec.managed_scopes,
-            secrets_fingerprint: &fingerprint,
-        });
+        let revision = revision_id_of(
+            &text.canonical,
+            RevisionInput {
+                composed,
+                policy: spec.config_policy,
+                managed_scopes: &spec.managed_scopes,
+                secrets_fingerprint: &fingerprint,
+            },
+        );
         let apply_timeout =
             spec.delivery.apply_timeout.as_ref().and_then(|d| d.get().ok()).unwrap_or(Duration::from_secs(300));
         let desired = Desired {
             revision,
-            digest: digest(&composed.tree).to_string(),
+            digest: text.digest.clone(),
             config,
             secrets,
             deletions: composed.deletions.clone(),
@@ -502,6 +567,7 @@ pub fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compose::revision_id;
     use crate::crd::{NameRef, VRouterConfigSpec, VRouterTargetSpec};
     use crate::delivery::Attempt;
 
@@ -610,6 +676,83 @@ mod tests {
         let s = t.config_status("n", "a").unwrap();
         assert_eq!(s.phase, ConfigPhase::Failed);
         assert!(s.message.as_deref().unwrap().contains("single quote"), "{s:?}");
+    }
+
+    #[test]
+    fn compositions_are_reused_until_a_config_changes() {
+        let mut t = Tracker::new(vec![1; 32]);
+        let r1 = target(ConfigPolicy::Merge);
+        let a = config("a", 0, "set system host-name 'r1'");
+        let b = config("b", 5, "set system time-zone 'UTC'");
+        let first = t.target(&r1, &[&a, &b], &Secrets::new(), now()).unwrap().unwrap();
+        // The cached digest is vyos_config's digest of the composed tree.
+        let parts: Vec<Part<'_>> = [&a, &b]
+            .iter()
+            .map(|c| Part {
+                name: c.metadata.name.as_deref().unwrap(),
+                generation: 2,
+                priority: c.spec.priority,
+                config: None,
+                commands: c.spec.commands.as_deref(),
+                save: true,
+            })
+            .collect();
+        assert_eq!(first.digest, vyos_config::digest(&compose(&parts, Schema::vyos()).unwrap().tree).to_string());
+        assert_eq!(
+            first.revision,
+            revision_id(RevisionInput {
+                composed: &compose(&parts, Schema::vyos()).unwrap(),
+                policy: ConfigPolicy::Merge,
+                managed_scopes: &[],
+                secrets_fingerprint: "",
+            })
+        );
+        // Tamper with the cached composition: reused while nothing changes.
+        let tkey = key("n", "r1");
+        let poison = |t: &mut Tracker| {
+            let (d, outcome) = t.composed.remove(&tkey).unwrap();
+            let mut text = outcome.unwrap();
+            let inner = Arc::get_mut(&mut text).unwrap();
+            inner.config.push_str("/* cached */\n");
+            t.composed.insert(tkey.clone(), (d, Ok(text)));
+        };
+        poison(&mut t);
+        let again = t.target(&r1, &[&a, &b], &Secrets::new(), now()).unwrap().unwrap();
+        assert!(again.config.ends_with("/* cached */\n"));
+        assert_eq!(again.revision, first.revision);
+        // A config's content, generation or priority changes: composed again.
+        let mut a2 = a.clone();
+        a2.spec.commands = Some("set system host-name 'r9'".into());
+        let mut a3 = a.clone();
+        a3.metadata.generation = Some(3);
+        let mut b2 = b.clone();
+        b2.spec.priority = 7;
+        for (x, y) in [(&a2, &b), (&a3, &b), (&a, &b2)] {
+            poison(&mut t);
+            let d = t.target(&r1, &[x, y], &Secrets::new(), now()).unwrap().unwrap();
+            assert!(!d.config.contains("cached"), "{}", d.config);
+        }
+        // Secret values are looked up on every pass (not cached).
+        let c = config("a", 0, "set system login user u authentication plaintext-password '@@vrouter-secret:s/pw@@'");
+        let one = Secrets::from([("s".to_owned(), BTreeMap::from([("pw".to_owned(), "one".to_owned())]))]);
+        let two = Secrets::from([("s".to_owned(), BTreeMap::from([("pw".to_owned(), "two".to_owned())]))]);
+        let d1 = t.target(&r1, &[&c], &one, now()).unwrap().unwrap();
+        let d2 = t.target(&r1, &[&c], &two, now()).unwrap().unwrap();
+        assert_ne!(d1.revision, d2.revision);
+        assert_eq!(d2.secrets["@@vrouter-secret:s/pw@@"], "two");
+        assert!(t.target(&r1, &[&c], &Secrets::new(), now()).is_none());
+        // The target's own settings are not cached either.
+        let d3 = t.target(&target(ConfigPolicy::Replace), &[&c], &two, now()).unwrap().unwrap();
+        assert_ne!(d3.revision, d2.revision);
+        // A composition error is cached like a success, and cleared by a change.
+        let x = config("x", 0, "set system host-name 'a'");
+        let y = config("y", 0, "set system host-name 'b'");
+        assert!(t.target(&r1, &[&x, &y], &Secrets::new(), now()).is_none());
+        assert!(t.target(&r1, &[&x, &y], &Secrets::new(), now()).is_none());
+        assert!(t.target(&r1, &[&x], &Secrets::new(), now()).is_some());
+        // Forgotten with the target.
+        t.retain(|_| false, |_| false);
+        assert!(t.composed.is_empty());
     }
 
     #[test]

@@ -18,10 +18,13 @@
 
 use std::fmt;
 
-use crate::tree::{Path, is_valid_name, path_to_string};
+use crate::parse::MAX_DEPTH;
+use crate::tree::{Path, invalid_name_reason, path_to_string};
 
-/// Maximum number of words in one command.
-pub const MAX_WORDS: usize = 128;
+/// Maximum number of words in one command: the verb, a path as deep as the hierarchical parser
+/// accepts ([`MAX_DEPTH`]) and a value, so every parsed tree can be written as
+/// commands.
+pub const MAX_WORDS: usize = crate::parse::MAX_DEPTH + 2;
 
 /// A command's verb.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -135,9 +138,6 @@ pub fn parse_commands(text: &str) -> Result<Vec<Command>, CommandError> {
     Ok(out)
 }
 
-/// Characters refused unquoted on a command line (commands are data, not shell).
-const SHELL_CHARS: &str = ";|&<>$`\\()";
-
 /// Parses one command line (without the newline).
 pub fn parse_line(line: &str, line_no: usize) -> Result<Command, CommandError> {
     let err = |column: usize, message: String| CommandError { line: line_no, column, message };
@@ -184,24 +184,17 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Command, CommandError> {
             Some(_) => (rest, None),
         },
     };
+    // A path the hierarchical format could not nest (it would not parse back after rendering).
+    if let Some(word) = path_words.get(MAX_DEPTH) {
+        return Err(err(word.column, format!("path deeper than {MAX_DEPTH} levels")));
+    }
     let mut path = Vec::with_capacity(path_words.len());
     for word in path_words {
-        if !is_valid_name(&word.text) {
-            return Err(err(
-                word.column,
-                format!(
-                    "invalid path element {:?}: path elements must be non-empty, contain no whitespace, quotes or braces, and not start a comment (// or /*)",
-                    word.text
-                ),
-            ));
-        }
-        // A quoted path word could hold shell characters that the rendered (unquoted) path
-        // would then carry, and the line would not parse back.
-        if let Some(c) = word.text.chars().find(|c| SHELL_CHARS.contains(*c)) {
-            return Err(err(
-                word.column,
-                format!("invalid path element {:?}: {c:?} is not allowed in a path element", word.text),
-            ));
+        // The hierarchical parser applies the same rule, so a tree from either format can be
+        // written in the other; a quoted path word could otherwise carry shell characters that
+        // the rendered (unquoted) path would then hold, and the line would not parse back.
+        if let Some(reason) = invalid_name_reason(&word.text) {
+            return Err(err(word.column, format!("invalid path element {:?}: {reason}", word.text)));
         }
         path.push(word.text.clone());
     }
@@ -429,9 +422,25 @@ mod tests {
     fn shell_characters_in_quoted_path_words_are_refused() {
         for line in ["set a 'b`c' d", "set 'x;y' 'v'", "delete a'$'b c"] {
             let e = parse_line(line, 2).unwrap_err();
-            assert!(e.message.contains("is not allowed in a path element"), "{line}: {e}");
+            assert!(e.message.contains("is not allowed in a name"), "{line}: {e}");
         }
         assert_eq!(one("set a 'b`c;$(x)'").value.as_deref(), Some("b`c;$(x)"));
+    }
+
+    /// Found by fuzzing `commands_parse`: a `set` with 129 path words built a tree one level
+    /// deeper than the hierarchical parser accepts, so its render did not parse back. Paths are
+    /// limited to the same depth; the longest path still takes a value or a comment text.
+    #[test]
+    fn paths_deeper_than_the_hierarchical_format_are_refused() {
+        let words = |n: usize| vec!["n"; n].join(" ");
+        let e = parse_line(&format!("set {}", words(MAX_DEPTH + 1)), 4).unwrap_err();
+        assert_eq!((e.line, e.column), (4, 5 + 2 * MAX_DEPTH), "{e}");
+        assert!(e.message.contains("deeper than 128 levels"), "{e}");
+        let mut tree = crate::Tree::new();
+        let commands = parse_commands(&format!("set {0} 'v'\ncomment {0} 'c'\n", words(MAX_DEPTH))).unwrap();
+        crate::apply_commands(&mut tree, &commands, crate::Schema::vyos()).unwrap();
+        let text = crate::render_config(&tree, crate::RenderOptions::default());
+        assert_eq!(crate::parse_tree(&text).unwrap(), tree);
     }
 
     /// Found by the property tests: a node named `//…` or `/*` rendered to hierarchical text read
@@ -441,7 +450,7 @@ mod tests {
         for line in ["set //", "set a //b", "set /*", "delete x /*"] {
             let e = parse_line(line, 3).unwrap_err();
             assert_eq!(e.line, 3);
-            assert!(e.message.contains("not start a comment"), "{line}: {e}");
+            assert!(e.message.contains("cannot start a comment"), "{line}: {e}");
         }
         let mut tree = crate::Tree::new();
         assert!(tree.set(&["//x"], None, crate::ValueBehaviour::Add, &|_| false).is_err());

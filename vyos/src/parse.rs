@@ -21,20 +21,18 @@
 //! escape inside a quoted string is kept literally instead of failing, and `\DDD` (which VyOS's
 //! own escaper writes for control characters) is decoded so every value round-trips; a node that ends up with
 //! both a value and children, which VyOS would silently render without the value, is an error;
-//! a node or tag instance name with a control character (which `set` refuses) is an error;
+//! a node or tag instance name that the command format cannot carry (control and shell
+//! characters, whitespace, quotes; see [`crate::tree::invalid_name_reason`]) is an error, so every
+//! accepted tree can be written as commands; a value repeated on one leaf is kept once (`set`
+//! cannot store it twice); an empty `/* */` comment is no comment (commands cannot say it); a tag
+//! node merged with a plain block that gives an instance a value or a tag form of its own is not
+//! a tag node (the tag form could not be rendered);
 //! nesting deeper than [`MAX_DEPTH`] is an error instead of a stack overflow.
 
 use std::fmt;
 
 use crate::natord;
-use crate::tree::{Node, Tree};
-
-/// Whether a node name holds a control character (`set` refuses those names, so a tree holding
-/// one could not be written back as commands, and a tag instance made of them would not
-/// round-trip).
-fn has_control(name: &str) -> bool {
-    name.bytes().any(|b| b < 0x20 || b == 0x7f)
-}
+use crate::tree::{Node, Tree, invalid_name_reason};
 
 /// Maximum nesting depth accepted by the parser.
 pub const MAX_DEPTH: usize = 128;
@@ -76,6 +74,14 @@ pub enum ParseErrorKind {
     ValueAndChildren {
         /// The node's path.
         node: String,
+    },
+    /// A node or tag instance name that the command format cannot carry (see
+    /// [`crate::tree::invalid_name_reason`]).
+    InvalidName {
+        /// The name as read (quotes removed, escapes decoded).
+        name: String,
+        /// Why it is refused.
+        reason: String,
     },
     /// Nesting deeper than [`MAX_DEPTH`].
     TooDeep,
@@ -123,6 +129,9 @@ impl fmt::Display for ParseError {
             }
             ParseErrorKind::ValueAndChildren { node } => {
                 write!(f, "Node \"{node}\" has both a value and child nodes (line {line}, character {column})")
+            }
+            ParseErrorKind::InvalidName { name, reason } => {
+                write!(f, "Syntax error on line {line}, character {column}: invalid node name {name:?}: {reason}")
             }
             ParseErrorKind::TooDeep => {
                 write!(f, "Syntax error on line {line}, character {column}: nesting deeper than {MAX_DEPTH} levels")
@@ -332,6 +341,17 @@ impl<'a> Lexer<'a> {
     }
 }
 
+/// Refuses a node or tag instance name that the command format could not carry, so every tree
+/// this parser accepts can be written as commands and read back.
+fn check_name(name: &str, line: usize, column: usize) -> Result<(), ParseError> {
+    match invalid_name_reason(name) {
+        None => Ok(()),
+        Some(reason) => {
+            Err(ParseError { line, column, kind: ParseErrorKind::InvalidName { name: name.to_owned(), reason } })
+        }
+    }
+}
+
 /// A node under construction, with the position where it started (for error messages).
 struct Parsed {
     node: Node,
@@ -408,21 +428,23 @@ impl<'a> Parser<'a> {
 
     fn node_content(&mut self, depth: usize) -> Result<Parsed, ParseError> {
         let mut comment = None;
+        let mut commented = false;
         while let Tok::Comment(_) = self.peek()?.0 {
             if let (Tok::Comment(c), _, _) = self.bump()? {
-                comment = Some(c.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c')).to_owned());
+                commented = true;
+                // An empty comment is no comment: commands cannot say `/* */` (`comment … ''`
+                // clears), so keeping it would make the two formats disagree.
+                let text = crate::tree::trim_comment(&c);
+                comment = (!text.is_empty()).then(|| text.to_owned());
             }
         }
         let tok = self.bump()?;
         let Tok::Ident(name) = tok.0.clone() else {
-            let expected =
-                if comment.is_some() { "; a comment must be followed by a node" } else { "; expected a node name" };
+            let expected = if commented { "; a comment must be followed by a node" } else { "; expected a node name" };
             return Err(self.syntax(&tok, expected));
         };
         let (line, column) = (tok.1, tok.2);
-        if has_control(&name) {
-            return Err(self.syntax(&tok, "; a node name cannot contain control characters"));
-        }
+        check_name(&name, line, column)?;
         if depth >= MAX_DEPTH {
             return Err(ParseError { line, column, kind: ParseErrorKind::TooDeep });
         }
@@ -442,14 +464,8 @@ impl<'a> Parser<'a> {
             Tok::Ident(value) | Tok::Str(value) => {
                 let after = self.bump()?;
                 match after.0 {
-                    Tok::LBrace if has_control(&value) => Err(ParseError {
-                        line: next.1,
-                        column: next.2,
-                        kind: ParseErrorKind::Syntax {
-                            detail: format!("tag node name {value:?} contains control characters"),
-                        },
-                    }),
                     Tok::LBrace => {
+                        check_name(&value, next.1, next.2)?;
                         let children = self.block(depth)?;
                         let inner = finish_level(
                             Node::from_parts(value, Vec::new(), comment, false, Vec::new()),
@@ -520,6 +536,12 @@ fn finish_level(mut parent: Node, block: Block, prefix: &[&str]) -> Result<Node,
                 }
             }
             if let Some((line, column)) = last_position {
+                // A value given twice is kept once: `set` cannot store a value twice, so the
+                // command form could not say it.
+                if first.values().len() > 1 {
+                    let mut seen = std::collections::HashSet::new();
+                    first.values_mut().retain(|v| seen.insert(v.clone()));
+                }
                 let kids = first.children_mut_unchecked();
                 kids.append(&mut extra_children);
                 crate::tree::sort_nodes(kids);
@@ -534,6 +556,12 @@ fn finish_level(mut parent: Node, block: Block, prefix: &[&str]) -> Result<Node,
                         },
                     });
                 }
+            }
+            // A tag node merged with a plain block that gave an instance a value or a tag form
+            // of its own cannot be written in tag form (the renderer falls back to a plain
+            // block), so it is not one: otherwise the flag would be lost on render and parse.
+            if first.is_tag() && !crate::tree::fits_tag_form(&first) {
+                first.set_tag(false);
             }
             merged.push(first);
             merged_positions.push(position);
@@ -605,6 +633,119 @@ mod tests {
         assert_eq!(e.line, 2, "{e:?}");
         // Leaf values may still carry them (VyOS's escaper writes them as \DDD).
         assert!(parse_tree("system {\n    banner \"a\x01b\"\n}\n").is_ok());
+    }
+
+    /// A tree parsed from `text`, written as commands, read back and applied to an empty tree
+    /// (tag flags copied back, as commands do not carry them).
+    fn through_commands(tree: &Tree) -> Tree {
+        let text = crate::render_commands(tree, crate::Verb::Set);
+        let commands = crate::parse_commands(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut back = Tree::new();
+        crate::apply_commands(&mut back, &commands, &crate::Schema::empty()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        back.conform_to(tree);
+        back
+    }
+
+    /// Open point of the fuzz run: the hierarchical parser accepted node names with shell
+    /// characters that the command parser refuses, so `render_commands` gave lines that did not
+    /// parse. Names (node names and tag instances, quoted or not) follow one rule in both formats.
+    #[test]
+    fn names_the_command_format_cannot_carry_are_refused() {
+        for (text, (line, column), name) in [
+            ("a;b\n", (1, 1), "a;b"),
+            ("system {\n    host$name r1\n}\n", (2, 5), "host$name"),
+            ("x {\n    rule `id` {\n    }\n}\n", (2, 10), "`id`"),
+            ("firewall {\n    group \"a|b\" {\n    }\n}\n", (2, 11), "a|b"),
+            ("user 'a b' {\n}\n", (1, 6), "a b"),
+            ("user \"\" {\n}\n", (1, 6), ""),
+            ("user \"//x\" {\n}\n", (1, 6), "//x"),
+            ("user \"a\\\\b\" {\n}\n", (1, 6), "a\\b"),
+            ("a(b) {\n}\n", (1, 1), "a(b)"),
+        ] {
+            let e = parse_tree(text).unwrap_err();
+            assert_eq!((e.line, e.column), (line, column), "{text:?}: {e}");
+            let ParseErrorKind::InvalidName { name: found, .. } = &e.kind else { panic!("{text:?}: {e:?}") };
+            assert_eq!(found, name, "{text:?}");
+            assert!(e.to_string().contains(&format!("invalid node name {name:?}")), "{e}");
+        }
+        // Values are not names: they may hold anything, and still go through commands.
+        let t = parse_tree("a {\n    b \"x;y $(z) `w` 'q' \\\\ {}\"\n    c 'p q'\n}\nuser \"eth0\" {\n}\n").unwrap();
+        assert_eq!(t.values(&["a", "b"]), ["x;y $(z) `w` 'q' \\ {}"]);
+        assert!(t.get(&["user"]).unwrap().is_tag());
+        assert_eq!(through_commands(&t), t);
+    }
+
+    /// Open point of the fuzz run: a tag node merged with a plain block of the same name.
+    #[test]
+    fn tag_node_merged_with_plain_block_round_trips() {
+        let schema_tags = |p: &[&str]| p == ["interfaces", "ethernet"];
+        for (text, tag) in [
+            // Tag form first, plain block adds instances: still a tag node.
+            (
+                "interfaces {\n    ethernet eth0 {\n    }\n    ethernet {\n        eth1 {\n            mtu 1500\n        }\n        eth2\n    }\n}\n",
+                true,
+            ),
+            // Plain block first: VyOS keeps the first node's flag.
+            (
+                "interfaces {\n    ethernet {\n        eth1 {\n            mtu 1500\n        }\n    }\n    ethernet eth0 {\n        mtu 9000\n    }\n}\n",
+                false,
+            ),
+            // The plain block gives an instance a value: tag form cannot hold it, so no tag node.
+            ("interfaces {\n    ethernet eth0 {\n    }\n    ethernet {\n        eth1 \"x\"\n    }\n}\n", false),
+            // … or makes an instance a tag node itself.
+            (
+                "interfaces {\n    ethernet eth0 {\n    }\n    ethernet {\n        eth1 vif {\n        }\n    }\n}\n",
+                false,
+            ),
+        ] {
+            let tree = parse_tree(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(tree.get(&["interfaces", "ethernet"]).unwrap().is_tag(), tag, "{text}");
+            let rendered = crate::render_config(&tree, crate::RenderOptions::default());
+            assert_eq!(parse_tree(&rendered).unwrap(), tree, "{rendered}");
+            assert_eq!(through_commands(&tree), tree, "{text}");
+            // The same configuration as commands (with the schema saying `ethernet` is a tag
+            // node) has the same digest.
+            let commands = crate::parse_commands(&crate::render_commands(&tree, crate::Verb::Set)).unwrap();
+            let mut from_commands = Tree::new();
+            for c in &commands {
+                from_commands.set(&c.path, c.value.as_deref(), crate::ValueBehaviour::Add, &schema_tags).unwrap();
+            }
+            assert_eq!(crate::digest(&from_commands), crate::digest(&tree), "{text}");
+            let rendered = crate::render_config(&from_commands, crate::RenderOptions::default());
+            let mut back = parse_tree(&rendered).unwrap();
+            assert_eq!(crate::digest(&back), crate::digest(&tree), "{rendered}");
+            back.conform_to(&from_commands);
+            assert_eq!(back, from_commands, "{rendered}");
+        }
+        // Merging is one level deep, as in VyOS: the two `ethernet` nodes of two merged
+        // `interfaces` blocks are duplicates, whatever their form.
+        let e = parse_tree(
+            "interfaces {\n    ethernet eth0 {\n    }\n}\ninterfaces {\n    ethernet {\n        eth1\n    }\n}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.vyos_message(), "Node \"interfaces\" has two children named \"ethernet\"");
+        assert_eq!(e.line, 5);
+        // The same instance from both forms is a duplicate too.
+        let e = parse_tree("ethernet eth0 {\n}\nethernet {\n    eth0 {\n    }\n}\n").unwrap_err();
+        assert!(matches!(e.kind, ParseErrorKind::DuplicateChild { .. }), "{e}");
+    }
+
+    /// Found by the round-trip property: VyOS keeps a value given twice, but commands cannot.
+    #[test]
+    fn repeated_values_are_kept_once() {
+        let t = parse_tree("a {\n    b x\n    b y\n    b \"x\"\n    b z\n}\nc {\n}\nc v\nc 'v'\n").unwrap();
+        assert_eq!(t.values(&["a", "b"]), ["x", "y", "z"]);
+        assert_eq!(t.values(&["c"]), ["v"]);
+        assert_eq!(through_commands(&t), t);
+    }
+
+    #[test]
+    fn empty_comments_are_no_comments() {
+        let t = parse_tree("/* x */\n/*  */\na b\n").unwrap();
+        assert_eq!(t.get(&["a"]).unwrap().comment(), None);
+        assert_eq!(through_commands(&t), t);
+        let e = parse_tree("/* */\n}\n").unwrap_err();
+        assert!(e.to_string().contains("a comment must be followed by a node"), "{e}");
     }
 
     #[test]

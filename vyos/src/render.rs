@@ -87,10 +87,10 @@ fn render_node(node: &Node, level: usize, options: RenderOptions, out: &mut Stri
     if node.children().is_empty() {
         render_comment(node, level, out);
         render_values(node, level, options, out);
-    } else if node.is_tag() && node.children().iter().all(|c| c.values().is_empty()) {
-        // (A "tag" node whose instance holds a value cannot be written in tag form without
-        // losing the value, which VyOS's renderer does silently; such a node is written as a
-        // plain block instead.)
+    } else if crate::tree::fits_tag_form(node) {
+        // (A "tag" node with a comment of its own, or whose instance holds a value or is a tag
+        // node itself, cannot be written in tag form without losing that, which VyOS's
+        // renderer does silently; such a node is written as a plain block instead.)
         for child in node.children() {
             render_comment(child, level, out);
             indent(level, out);
@@ -261,6 +261,24 @@ mod tests {
         assert!(t.get(&["protocols", "bgp"]).unwrap().is_tag());
         let out = render_config(&t, RenderOptions::default());
         assert_eq!(out, "protocols {\n    bgp {\n        system-as \"65001\"\n    }\n}\n");
+    }
+
+    /// Commands can comment a tag node itself, which the tag form cannot show (VyOS drops it):
+    /// such a node is written as a plain block so the comment survives.
+    #[test]
+    fn tag_node_with_its_own_comment_keeps_it() {
+        let tags = |p: &[&str]| p == ["interfaces", "ethernet"];
+        let mut t = crate::Tree::new();
+        t.set(&["interfaces", "ethernet", "eth0", "mtu"], Some("1500"), crate::ValueBehaviour::Add, &tags).unwrap();
+        t.set_comment(&["interfaces", "ethernet"], Some("all ports")).unwrap();
+        let out = render_config(&t, RenderOptions::default());
+        assert_eq!(
+            out,
+            "interfaces {\n    /* all ports */\n    ethernet {\n        eth0 {\n            mtu \"1500\"\n        }\n    }\n}\n"
+        );
+        let mut back = parse_tree(&out).unwrap();
+        back.conform_to(&t);
+        assert_eq!(back, t);
     }
 
     #[test]

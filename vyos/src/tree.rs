@@ -106,9 +106,19 @@ impl Node {
         true
     }
 
-    /// Sets or clears the comment. An empty comment clears it, as in VyOS.
+    /// Sets or clears the comment. It is trimmed as the hierarchical format reads it back
+    /// (`/* text */`), and an empty comment clears it, as in VyOS.
     pub fn set_comment(&mut self, comment: Option<String>) {
-        self.comment = comment.filter(|c| !c.is_empty());
+        self.comment = comment.and_then(|c| {
+            let trimmed = trim_comment(&c);
+            if trimmed.is_empty() {
+                None
+            } else if trimmed.len() == c.len() {
+                Some(c)
+            } else {
+                Some(trimmed.to_owned())
+            }
+        });
     }
 
     /// Sets the tag flag.
@@ -202,6 +212,13 @@ impl Node {
     }
 }
 
+/// Whether a node can be written in the hierarchical tag form (`ethernet eth0 {`): it has the
+/// tag flag, no comment of its own, and instances without values or tag flags of their own (the
+/// form has no place for those; such a node is written as a plain block instead).
+pub(crate) fn fits_tag_form(node: &Node) -> bool {
+    node.tag && node.comment.is_none() && node.children.iter().all(|c| c.values.is_empty() && !c.tag)
+}
+
 /// Sorts nodes by name in natural order.
 pub(crate) fn sort_nodes(nodes: &mut [Node]) {
     nodes.sort_by(|a, b| natord::compare(&a.name, &b.name));
@@ -236,8 +253,9 @@ pub enum EditError {
     /// A child was requested under a node that holds values.
     #[error("configuration path [{0}] is a leaf with a value and cannot have child nodes")]
     ChildOfValueNode(String),
-    /// A path element is empty or contains characters that cannot be a node name.
-    #[error("invalid node name {0:?}: names must be non-empty and contain no whitespace, quotes or braces")]
+    /// A path element is empty or contains characters that cannot be a node name
+    /// (see [`invalid_name_reason`]).
+    #[error("invalid node name {0:?}: {reason}", reason = invalid_name_reason(.0).unwrap_or_default())]
     InvalidName(String),
     /// A comment contains `*/`, which cannot be written in the hierarchical format.
     #[error("comment on [{0}] contains \"*/\", which cannot be stored in a VyOS comment")]
@@ -253,15 +271,48 @@ pub enum ValueBehaviour {
     Replace,
 }
 
-/// Whether a string can be a node name in both formats.
-pub fn is_valid_name(name: &str) -> bool {
+/// A comment without the surrounding whitespace that the hierarchical format drops when it
+/// reads `/* text */` (VyOS trims the same characters).
+pub(crate) fn trim_comment(text: &str) -> &str {
+    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c'))
+}
+
+/// Characters a node name cannot hold because the command format refuses them (commands are
+/// data, not shell, and path words are written unquoted).
+pub const SHELL_CHARS: &str = ";|&<>$`\\()";
+
+/// Why a string cannot be a node name in both formats, or `None` if it can.
+///
+/// VyOS's node names come from its schema and are plain words; tag instance names (`eth0`,
+/// `10.0.0.0/8`, a rule number) are path words on a command line too, so the same rule holds for
+/// them. Values are not names: they may hold anything.
+pub fn invalid_name_reason(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("a name cannot be empty".to_owned());
+    }
     // `//…` and `/*` would read back as comments in the hierarchical format.
-    !name.is_empty()
-        && !name.starts_with("//")
-        && name != "/*"
-        && !name
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'{' | b'}') || b < 0x20 || b == 0x7f)
+    if name.starts_with("//") || name == "/*" {
+        return Some("a name cannot start a comment (// or /*)".to_owned());
+    }
+    for c in name.chars() {
+        let problem = match c {
+            ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c' => "whitespace",
+            '"' | '\'' => "a quote",
+            '{' | '}' => "a brace",
+            c if c < ' ' || c == '\x7f' => "a control character",
+            c if SHELL_CHARS.contains(c) => {
+                return Some(format!("{c:?} is not allowed in a name (shell characters {SHELL_CHARS} are refused)"));
+            }
+            _ => continue,
+        };
+        return Some(format!("a name cannot contain {problem} ({c:?})"));
+    }
+    None
+}
+
+/// Whether a string can be a node name in both formats (see [`invalid_name_reason`]).
+pub fn is_valid_name(name: &str) -> bool {
+    invalid_name_reason(name).is_none()
 }
 
 impl Tree {
@@ -627,6 +678,12 @@ mod tests {
         assert_eq!(t.get(&["a"]).unwrap().comment(), Some("hello"));
         t.set_comment(&["a"], Some("")).unwrap();
         assert_eq!(t.get(&["a"]).unwrap().comment(), None);
+        // Found by the round-trip property: `comment a '\t'` rendered as `/* \t */`, which reads
+        // back as no comment. Comments are trimmed as the hierarchical format reads them.
+        t.set_comment(&["a"], Some("\t")).unwrap();
+        assert_eq!(t.get(&["a"]).unwrap().comment(), None);
+        t.set_comment(&["a"], Some(" x y\n")).unwrap();
+        assert_eq!(t.get(&["a"]).unwrap().comment(), Some("x y"));
         assert!(matches!(t.set_comment(&["a"], Some("x */ y")), Err(EditError::InvalidComment(_))));
         assert!(matches!(t.set_comment(&["b"], Some("x")), Err(EditError::NotFound(_))));
     }

@@ -444,13 +444,17 @@ impl Renderer {
 
     /// Renders every field the template has (those that are `None` stay `None`).
     pub fn render(&self, template_name: &str, ctx: &RenderContext) -> Result<Rendered, RenderError> {
+        self.render_prepared(template_name, &PreparedContext::new(ctx))
+    }
+
+    /// [`render`](Self::render) with a context prepared once for several templates.
+    pub fn render_prepared(&self, template_name: &str, ctx: &PreparedContext) -> Result<Rendered, RenderError> {
         let Some(fields) = self.fields.get(template_name) else {
             return Err(RenderError::UnknownTemplate { name: template_name.to_string() });
         };
-        let root = context_value(ctx);
         let mut rendered = Rendered::default();
         for &field in fields {
-            let (text, secrets) = self.render_field(template_name, field, root.clone())?;
+            let (text, secrets) = self.render_field(template_name, field, ctx.0.clone())?;
             rendered.secrets.extend(secrets);
             match field {
                 Field::Config => rendered.config = Some(text),
@@ -614,10 +618,31 @@ fn format_value(
     minijinja::escape_formatter(out, state, value)
 }
 
+/// A [`RenderContext`] converted to the template engine's values, for rendering several
+/// templates against the same context without converting it again.
+#[derive(Debug, Clone)]
+pub struct PreparedContext(Value);
+
+impl PreparedContext {
+    /// Converts `ctx`.
+    pub fn new(ctx: &RenderContext) -> PreparedContext {
+        PreparedContext(context_value(ctx))
+    }
+}
+
 /// Builds the template context: parameters as variables, then the reserved names on top.
 fn context_value(ctx: &RenderContext) -> Value {
-    let mut map: BTreeMap<String, Value> = ctx.params.iter().map(|(k, v)| (k.clone(), Value::from(Serde(v)))).collect();
-    map.insert("params".to_string(), Value::from(Serde(&ctx.params)));
+    // Converted once: each variable is the same (shared) value as its entry in `params`.
+    let params = Value::from(Serde(&ctx.params));
+    let mut map: BTreeMap<String, Value> = ctx
+        .params
+        .iter()
+        .map(|(k, v)| {
+            let shared = params.get_attr(k).ok().filter(|x| !x.is_undefined());
+            (k.clone(), shared.unwrap_or_else(|| Value::from(Serde(v))))
+        })
+        .collect();
+    map.insert("params".to_string(), params);
     map.insert("target".to_string(), Value::from(Serde(&ctx.target)));
     map.insert("binding".to_string(), ctx.binding.as_ref().map(|b| Value::from(Serde(b))).unwrap_or(Value::from(())));
     Value::from_pairs(map)

@@ -15,7 +15,7 @@ use vrouter_proto::RouterId;
 use super::manifests::{Manifests, Namespace};
 use crate::crd::{VRouterBindingStatus, VRouterConfig, VRouterTargetStatus};
 use crate::delivery::{DeliveryEvent, Desired};
-use crate::generate::Inputs;
+use crate::generate::{Inputs, RenderCache};
 use crate::hub::HubEvent;
 use crate::time::to_k8s;
 pub use crate::tracker::Key;
@@ -32,6 +32,8 @@ pub struct World {
     handwritten: BTreeMap<Key, (String, i64)>,
     /// Binding statuses.
     bindings: BTreeMap<Key, VRouterBindingStatus>,
+    /// What each binding last rendered (a pass re-renders only what changed).
+    render_cache: RenderCache,
 }
 
 /// What one reconcile step wants done.
@@ -64,6 +66,7 @@ impl World {
         let mut out = StepOutput::default();
         // Forget what is gone.
         self.bindings.retain(|(ns, n), _| m.namespaces.get(ns).is_some_and(|x| x.bindings.contains_key(n)));
+        self.render_cache.retain(|ns, n| m.namespaces.get(ns).is_some_and(|x| x.bindings.contains_key(n)));
         self.generated.retain(|(ns, _), c| {
             let binding = c.annotations().get(crate::crd::ANNOTATION_BINDING).cloned().unwrap_or_default();
             m.namespaces.get(ns).is_some_and(|x| x.bindings.contains_key(&binding))
@@ -119,7 +122,7 @@ impl World {
         let mut binding = binding.clone();
         binding.status = self.bindings.remove(&bkey);
         let inputs = Inputs { templates: &ns.templates, params: &ns.params, targets: &ns.targets };
-        let plan = crate::binding_plan::plan(&binding, inputs, configs, now);
+        let plan = crate::binding_plan::plan_cached(&binding, inputs, configs, now, &mut self.render_cache);
         for n in &plan.delete {
             self.generated.remove(&key(ns_name, n));
         }
@@ -133,8 +136,8 @@ impl World {
     }
 
     fn step_targets(&mut self, ns_name: &str, ns: &Namespace, now: SystemTime, out: &mut StepOutput) {
-        // Every config of the namespace, hand-written first.
-        let mut all: Vec<VRouterConfig> = Vec::new();
+        // Every config of the namespace, hand-written first (those with their generation set).
+        let mut handwritten: Vec<VRouterConfig> = Vec::new();
         for (name, c) in &ns.configs {
             let spec_text = serde_json::to_string(&c.spec).unwrap_or_default();
             let k = key(ns_name, name);
@@ -146,9 +149,10 @@ impl World {
             self.handwritten.insert(k, (spec_text, generation));
             let mut c = c.clone();
             c.metadata.generation = Some(generation);
-            all.push(c);
+            handwritten.push(c);
         }
-        all.extend(self.generated.iter().filter(|((ns, _), _)| ns == ns_name).map(|(_, c)| c.clone()));
+        let generated = self.generated.range(key(ns_name, "")..).take_while(|((n, _), _)| n == ns_name);
+        let all: Vec<&VRouterConfig> = handwritten.iter().chain(generated.map(|(_, c)| c)).collect();
 
         for c in &all {
             if !ns.targets.contains_key(&c.spec.target_ref.name) {
@@ -158,7 +162,7 @@ impl World {
         // Group once: each router composes only its own configs.
         let mut by_target: BTreeMap<&str, Vec<&VRouterConfig>> = BTreeMap::new();
         for c in &all {
-            by_target.entry(c.spec.target_ref.name.as_str()).or_default().push(c);
+            by_target.entry(c.spec.target_ref.name.as_str()).or_default().push(*c);
         }
         for (tname, target) in &ns.targets {
             let Ok(id) = RouterId::new(ns_name, tname.clone()) else { continue };
