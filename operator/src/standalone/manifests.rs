@@ -294,7 +294,9 @@ mod tests {
     #[test]
     fn a_fleet_file_may_hold_thousands_of_documents_but_not_unboundedly_many() {
         let target = |i: usize| {
-            format!("apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {{name: r-{i}}}\nspec: {{}}\n---\n")
+            format!(
+                "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {{name: r-{i}}}\nspec: {{}}\n---\n"
+            )
         };
         // The parser's default budget stopped at 1,024 documents.
         let text: String = (0..5000).map(target).collect();

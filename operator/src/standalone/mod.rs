@@ -4,6 +4,7 @@
 //! simulated routers (the quick start).
 
 pub mod manifests;
+mod status_files;
 pub mod world;
 
 use std::net::SocketAddr;
@@ -280,7 +281,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
     let mut wake_at: Option<tokio::time::Instant> = None;
     let mut dirty = true;
     let mut status_dirty = false;
-    let status_path = options.state_dir.join("status.yaml");
+    let mut status = status_files::StatusFiles::new(&options.state_dir.join("status.yaml"), status_files::STATUS_EVERY);
     let result = loop {
         if dirty {
             dirty = false;
@@ -297,7 +298,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
         }
         if status_dirty {
             status_dirty = false;
-            write_status(&world, &status_path);
+            status.changed();
             let table = world.table();
             if options.table && table != last_table {
                 println!("{table}");
@@ -317,8 +318,11 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
             }
             break Ok(());
         }
+        status.flush(&world, false);
         let wake_in = wake_at.map(|w| w.saturating_duration_since(tokio::time::Instant::now()));
-        let sleep_for = [Some(options.poll), wake_in, timeout_left].into_iter().flatten().min().unwrap_or(options.poll);
+        let status_in = status.due_in(std::time::Instant::now());
+        let sleep_for =
+            [Some(options.poll), wake_in, timeout_left, status_in].into_iter().flatten().min().unwrap_or(options.poll);
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             ev = events.recv() => {
@@ -365,7 +369,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
             }
         }
     };
-    write_status(&world, &status_path);
+    status.flush(&world, true);
     if options.table {
         println!("{}", world.table());
     }
@@ -392,66 +396,11 @@ fn save_generated(world: &World, path: &Path, last: &mut String) {
     let configs: Vec<&crate::crd::VRouterConfig> = world.generated().collect();
     let Ok(text) = serde_json::to_string(&configs) else { return };
     if text != *last {
-        match write_atomic(path, &text) {
+        match status_files::write_atomic(path, &text) {
             Ok(()) => *last = text,
             Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot save generated configs"),
         }
     }
-}
-
-/// Writes `status.yaml` (every object) and `status/<namespace>/<kind>/<name>.yaml` (one file
-/// per object; files of objects that are gone are removed).
-fn write_status(world: &World, path: &Path) {
-    let docs = world.status_documents();
-    let mut text = String::from("# Status of every object, written by `vrouter-operator standalone`.\n");
-    let mut files = std::collections::BTreeMap::new();
-    let dir = path.with_file_name("status");
-    for d in &docs {
-        let yaml = serde_saphyr::to_string(d).unwrap_or_default();
-        text.push_str("---\n");
-        text.push_str(&yaml);
-        let field = |f: &str| d.pointer(f).and_then(serde_json::Value::as_str).unwrap_or("_").to_owned();
-        let file = dir
-            .join(field("/metadata/namespace"))
-            .join(field("/kind").to_lowercase())
-            .join(format!("{}.yaml", field("/metadata/name")));
-        files.insert(file, yaml);
-    }
-    let result = write_atomic(path, &text).and_then(|_| {
-        for (file, yaml) in &files {
-            if std::fs::read_to_string(file).ok().as_deref() != Some(yaml.as_str()) {
-                if let Some(parent) = file.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                write_atomic(file, yaml)?;
-            }
-        }
-        remove_stale(&dir, &files)
-    });
-    if let Err(e) = result {
-        tracing::error!(path = %path.display(), error = %e, "cannot write status");
-    }
-}
-
-/// Replaces a status file in one step. No fsync (unlike `pki::store::write_atomic`): status is
-/// rewritten from memory on the next change, and it is written on every change.
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
-}
-
-fn remove_stale(dir: &Path, keep: &std::collections::BTreeMap<PathBuf, String>) -> std::io::Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
-    for e in entries.flatten() {
-        let p = e.path();
-        if e.file_type()?.is_dir() {
-            remove_stale(&p, keep)?;
-        } else if !keep.contains_key(&p) {
-            std::fs::remove_file(&p)?;
-        }
-    }
-    Ok(())
 }
 
 /// In-process simulated routers, one per target.

@@ -1,0 +1,188 @@
+//! Standalone mode's status files: `status.yaml` (every object) and
+//! `status/<namespace>/<kind>/<name>.yaml` (one per object; files of objects that are gone are
+//! removed). Written from memory: an object's file is written only when its text changed since
+//! the last write, and while changes keep coming the files are written at most once per interval —
+//! a fan-out to thousands of routers changes status thousands of times, and writing every object
+//! on every change made the fan-out quadratic.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::world::World;
+
+/// How often status files are written at most while changes keep coming.
+pub const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// The status files and what was last written to them.
+pub struct StatusFiles {
+    path: PathBuf,
+    dir: PathBuf,
+    every: Duration,
+    /// Per-object file → text last written (`None` before the first write, which also removes
+    /// files left by an earlier run for objects that are gone).
+    written: Option<BTreeMap<PathBuf, String>>,
+    last: Option<Instant>,
+    pending: bool,
+}
+
+impl StatusFiles {
+    /// Status files at `path` (`status.yaml`) and beside it (`status/`).
+    pub fn new(path: &Path, every: Duration) -> StatusFiles {
+        StatusFiles {
+            path: path.to_owned(),
+            dir: path.with_file_name("status"),
+            every,
+            written: None,
+            last: None,
+            pending: false,
+        }
+    }
+
+    /// Status changed: write it when due.
+    pub fn changed(&mut self) {
+        self.pending = true;
+    }
+
+    /// How long until a pending write is due (`None` when nothing is pending).
+    pub fn due_in(&self, now: Instant) -> Option<Duration> {
+        if !self.pending {
+            return None;
+        }
+        Some(self.last.map_or(Duration::ZERO, |l| (l + self.every).saturating_duration_since(now)))
+    }
+
+    /// Writes pending changes if due, or now with `force` (at exit).
+    pub fn flush(&mut self, world: &World, force: bool) {
+        let now = Instant::now();
+        if !self.pending || (!force && self.due_in(now).is_some_and(|d| !d.is_zero())) {
+            return;
+        }
+        self.pending = false;
+        self.last = Some(now);
+        if let Err(e) = self.write(world) {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot write status");
+        }
+    }
+
+    fn write(&mut self, world: &World) -> std::io::Result<()> {
+        let files = render(world, &self.dir);
+        let mut text = String::from("# Status of every object, written by `vrouter-operator standalone`.\n");
+        for yaml in files.values() {
+            text.push_str("---\n");
+            text.push_str(yaml);
+        }
+        write_atomic(&self.path, &text)?;
+        let first = self.written.is_none();
+        let written = self.written.get_or_insert_with(BTreeMap::new);
+        for (file, yaml) in &files {
+            if written.get(file) != Some(yaml) {
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                write_atomic(file, yaml)?;
+            }
+        }
+        if first {
+            remove_stale(&self.dir, &files)?;
+        } else {
+            for gone in written.keys().filter(|f| !files.contains_key(*f)) {
+                let _ = std::fs::remove_file(gone);
+            }
+        }
+        *written = files;
+        Ok(())
+    }
+}
+
+/// Each object's status document as YAML, by its file.
+fn render(world: &World, dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut files = BTreeMap::new();
+    for d in &world.status_documents() {
+        let yaml = serde_saphyr::to_string(d).unwrap_or_default();
+        let field = |f: &str| d.pointer(f).and_then(serde_json::Value::as_str).unwrap_or("_").to_owned();
+        let file = dir
+            .join(field("/metadata/namespace"))
+            .join(field("/kind").to_lowercase())
+            .join(format!("{}.yaml", field("/metadata/name")));
+        files.insert(file, yaml);
+    }
+    files
+}
+
+/// Replaces a status file in one step. No fsync (unlike `pki::store::write_atomic`): status is
+/// rewritten from memory after a restart (and the generated configs are saved again on change).
+pub(super) fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn remove_stale(dir: &Path, keep: &BTreeMap<PathBuf, String>) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            remove_stale(&p, keep)?;
+        } else if !keep.contains_key(&p) {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::standalone::manifests::{Manifests, add_text};
+
+    fn world(targets: &[&str]) -> World {
+        let mut m = Manifests::default();
+        let mut text = String::from(
+            "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTemplate\nmetadata: {name: t}\n\
+             spec: {config: \"system {\\n    host-name x\\n}\\n\"}\n",
+        );
+        for t in targets {
+            text.push_str(&format!(
+                "---\napiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {{name: {t}}}\nspec: {{}}\n"
+            ));
+        }
+        add_text(&mut m, Path::new("x.yaml"), &text).unwrap();
+        let mut w = World::new(vec![1; 32]);
+        w.step(&m, SystemTime::now());
+        w
+    }
+
+    #[test]
+    fn writes_each_object_once_removes_the_gone_and_waits_between_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file left by an earlier run for an object that no longer exists.
+        std::fs::create_dir_all(dir.path().join("status/default/vroutertarget")).unwrap();
+        std::fs::write(dir.path().join("status/default/vroutertarget/old.yaml"), "x").unwrap();
+        let mut files = StatusFiles::new(&dir.path().join("status.yaml"), Duration::from_secs(3600));
+        assert_eq!(files.due_in(Instant::now()), None, "nothing pending");
+        files.changed();
+        assert_eq!(files.due_in(Instant::now()), Some(Duration::ZERO), "the first write is due at once");
+        files.flush(&world(&["a", "b"]), false);
+        let target = |n: &str| dir.path().join(format!("status/default/vroutertarget/{n}.yaml"));
+        assert!(target("a").exists() && target("b").exists());
+        assert!(!target("old").exists(), "stale file kept");
+        let all = std::fs::read_to_string(dir.path().join("status.yaml")).unwrap();
+        assert!(all.contains("name: a") && all.contains("name: b"), "{all}");
+
+        // The next change waits for the interval; `force` (at exit) writes at once.
+        files.changed();
+        assert!(files.due_in(Instant::now()).is_some_and(|d| d > Duration::from_secs(3000)));
+        let w = world(&["a"]);
+        files.flush(&w, false);
+        assert!(target("b").exists(), "written before the interval passed");
+        std::fs::write(target("a"), "tampered").unwrap();
+        files.flush(&w, true);
+        assert!(!target("b").exists(), "the file of a removed target stays");
+        // Unchanged objects are not rewritten (their text is known from the last write).
+        assert_eq!(std::fs::read_to_string(target("a")).unwrap(), "tampered");
+        assert!(!std::fs::read_to_string(dir.path().join("status.yaml")).unwrap().contains("name: b"));
+    }
+}
