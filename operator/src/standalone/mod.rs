@@ -299,10 +299,14 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
         if status_dirty {
             status_dirty = false;
             status.changed();
-            let table = world.table();
-            if options.table && table != last_table {
-                println!("{table}");
-                last_table = table;
+            // The table is built only when shown: it lists every router, and status changes
+            // arrive all the time from a large fleet.
+            if options.table {
+                let table = world.table();
+                if table != last_table {
+                    println!("{table}");
+                    last_table = table;
+                }
             }
             if options.until_synced && world.unsynced(&manifests).is_empty() {
                 break Ok(());

@@ -3,7 +3,9 @@
 //! removed). Written from memory: an object's file is written only when its text changed since
 //! the last write, and while changes keep coming the files are written at most once per interval —
 //! a fan-out to thousands of routers changes status thousands of times, and writing every object
-//! on every change made the fan-out quadratic.
+//! on every change made the fan-out quadratic. The interval grows with the cost of a write (at
+//! least [`BUSY_FACTOR`] times as long as the last write took), so that status reports trickling
+//! in from a large fleet keep status writing to a small share of a core.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,10 @@ use super::world::World;
 /// How often status files are written at most while changes keep coming.
 pub const STATUS_EVERY: Duration = Duration::from_secs(1);
 
+/// The pause after a write is at least this many times as long as the write took (at most 1/20
+/// of a core goes to status files however large the fleet).
+pub const BUSY_FACTOR: u32 = 20;
+
 /// The status files and what was last written to them.
 pub struct StatusFiles {
     path: PathBuf,
@@ -23,6 +29,8 @@ pub struct StatusFiles {
     /// files left by an earlier run for objects that are gone).
     written: Option<BTreeMap<PathBuf, String>>,
     last: Option<Instant>,
+    /// The pause due after the last write: `every`, or longer when that write was slow.
+    gap: Duration,
     pending: bool,
 }
 
@@ -35,6 +43,7 @@ impl StatusFiles {
             every,
             written: None,
             last: None,
+            gap: every,
             pending: false,
         }
     }
@@ -49,7 +58,7 @@ impl StatusFiles {
         if !self.pending {
             return None;
         }
-        Some(self.last.map_or(Duration::ZERO, |l| (l + self.every).saturating_duration_since(now)))
+        Some(self.last.map_or(Duration::ZERO, |l| (l + self.gap).saturating_duration_since(now)))
     }
 
     /// Writes pending changes if due, or now with `force` (at exit).
@@ -59,10 +68,12 @@ impl StatusFiles {
             return;
         }
         self.pending = false;
-        self.last = Some(now);
         if let Err(e) = self.write(world) {
             tracing::error!(path = %self.path.display(), error = %e, "cannot write status");
         }
+        let took = now.elapsed();
+        self.gap = self.every.max(took * BUSY_FACTOR);
+        self.last = Some(Instant::now());
     }
 
     fn write(&mut self, world: &World) -> std::io::Result<()> {
