@@ -299,15 +299,6 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
         if status_dirty {
             status_dirty = false;
             status.changed();
-            // The table is built only when shown: it lists every router, and status changes
-            // arrive all the time from a large fleet.
-            if options.table {
-                let table = world.table();
-                if table != last_table {
-                    println!("{table}");
-                    last_table = table;
-                }
-            }
             if options.until_synced && world.unsynced(&manifests).is_empty() {
                 break Ok(());
             }
@@ -322,7 +313,15 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
             }
             break Ok(());
         }
-        status.flush(&world, false);
+        // The table lists every router and status changes arrive all the time from a large
+        // fleet: it is built and printed at the status files' cadence, not on every change.
+        if status.flush(&world, false) && options.table {
+            let table = world.table();
+            if table != last_table {
+                println!("{table}");
+                last_table = table;
+            }
+        }
         let wake_in = wake_at.map(|w| w.saturating_duration_since(tokio::time::Instant::now()));
         let status_in = status.due_in(std::time::Instant::now());
         let sleep_for =

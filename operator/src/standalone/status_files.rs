@@ -61,11 +61,11 @@ impl StatusFiles {
         Some(self.last.map_or(Duration::ZERO, |l| (l + self.gap).saturating_duration_since(now)))
     }
 
-    /// Writes pending changes if due, or now with `force` (at exit).
-    pub fn flush(&mut self, world: &World, force: bool) {
+    /// Writes pending changes if due, or now with `force` (at exit): whether it wrote.
+    pub fn flush(&mut self, world: &World, force: bool) -> bool {
         let now = Instant::now();
         if !self.pending || (!force && self.due_in(now).is_some_and(|d| !d.is_zero())) {
-            return;
+            return false;
         }
         self.pending = false;
         if let Err(e) = self.write(world) {
@@ -74,6 +74,7 @@ impl StatusFiles {
         let took = now.elapsed();
         self.gap = self.every.max(took * BUSY_FACTOR);
         self.last = Some(Instant::now());
+        true
     }
 
     fn write(&mut self, world: &World) -> std::io::Result<()> {
