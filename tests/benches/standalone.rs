@@ -140,7 +140,7 @@ async fn run_size(n: usize) -> Vec<Row> {
     eprintln!("{n}: first convergence in {}", fmt(first));
     rows.push(row(
         "first convergence: enroll every router, deliver its first revision",
-        format!("{}", fmt(first)),
+        fmt(first),
         String::new(),
         None,
     ));
