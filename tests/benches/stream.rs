@@ -344,6 +344,26 @@ async fn bench_fanout(count: usize) {
             fmt(percentile(&lat, 0.5)),
             fmt(percentile(&lat, 0.99))
         );
+        // What the others got, by kind (the first words of the message), most common first.
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        for (_, r) in &results {
+            let kind = match r {
+                Ok(r) if r.outcome == ApplyOutcome::Applied as i32 => continue,
+                Ok(r) => format!(
+                    "{:?}: {} / {}",
+                    ApplyOutcome::try_from(r.outcome),
+                    r.error.chars().take(120).collect::<String>(),
+                    r.output.chars().take(80).collect::<String>()
+                ),
+                Err(e) => format!("error: {}", e.to_string().chars().take(120).collect::<String>()),
+            };
+            *kinds.entry(kind).or_default() += 1;
+        }
+        let mut kinds: Vec<_> = kinds.into_iter().collect();
+        kinds.sort_by(|a, b| b.1.cmp(&a.1));
+        for (kind, n) in kinds.iter().take(5) {
+            eprintln!("  not applied ({n}): {kind}");
+        }
     }
     drop(child.stdin.take());
     let _ = child.wait();
@@ -437,7 +457,18 @@ fn main() {
                 }
             }
             if only("fanout") {
-                for &n in if quick { &[200][..] } else { &[1000, 10_000][..] } {
+                let chosen: Vec<usize> = args
+                    .iter()
+                    .find_map(|a| a.strip_prefix("--fanout="))
+                    .map_or_else(Vec::new, |l| l.split(',').filter_map(|n| n.parse().ok()).collect());
+                let sizes = if !chosen.is_empty() {
+                    chosen
+                } else if quick {
+                    vec![200]
+                } else {
+                    vec![1000, 10_000]
+                };
+                for n in sizes {
                     runtime.block_on(bench_fanout(n));
                 }
             }
