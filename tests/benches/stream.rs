@@ -360,7 +360,7 @@ async fn bench_fanout(count: usize) {
             *kinds.entry(kind).or_default() += 1;
         }
         let mut kinds: Vec<_> = kinds.into_iter().collect();
-        kinds.sort_by(|a, b| b.1.cmp(&a.1));
+        kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
         for (kind, n) in kinds.iter().take(5) {
             eprintln!("  not applied ({n}): {kind}");
         }
