@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use kube::ResourceExt;
 use sha2::{Digest as _, Sha256};
 use vrouter_proto::RouterId;
-use vyos_config::{RenderOptions, Schema, Tree, canonical_text, render_config};
+use vyos_config::{RenderOptions, Schema, Tree, canonical_text, digest_of_canonical, render_config};
 
 use crate::compose::{Composed, Part, RevisionInput, compose, revision_id_of};
 use crate::conditions::{condition, set_condition};
@@ -82,14 +82,10 @@ fn compose_text(parts: &[Part<'_>]) -> ComposeOutcome {
     })?;
     let config = render_config(&composed.tree, RenderOptions::default());
     let canonical = canonical_text(&composed.tree);
-    // `vyos_config::digest` is the SHA-256 of the canonical text: one walk of the tree, not two.
-    let digest = format!("sha256:{}", hex(&Sha256::digest(canonical.as_bytes())));
+    // One walk of the tree for both the canonical text and the digest.
+    let digest = digest_of_canonical(&canonical).to_string();
     composed.tree = Tree::new();
     Ok(Arc::new(ComposedText { composed, config, canonical, digest }))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Digest of everything composition reads of a router's configs.

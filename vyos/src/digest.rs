@@ -44,6 +44,18 @@ pub fn digest(tree: &Tree) -> Digest {
         hasher.update(line.as_bytes());
         hasher.update(b"\n");
     });
+    finish(hasher)
+}
+
+/// The digest of a tree whose [`canonical_text`] is at hand (equal to [`digest`] of that tree,
+/// without walking it again).
+pub fn digest_of_canonical(canonical: &str) -> Digest {
+    let mut hasher = Sha256::new();
+    hasher.update(canonical.as_bytes());
+    finish(hasher)
+}
+
+fn finish(hasher: Sha256) -> Digest {
     let bytes = hasher.finalize();
     let mut out = String::with_capacity(7 + 64);
     out.push_str("sha256:");
@@ -132,6 +144,9 @@ mod tests {
         assert_eq!(digest(&a).as_str().len(), 71);
         let c = parse_tree("system {\n    host-name r2\n}\n").unwrap();
         assert_ne!(digest(&a), digest(&c));
+        for t in [&a, &b, &c] {
+            assert_eq!(digest_of_canonical(&canonical_text(t)), digest(t));
+        }
     }
 
     #[test]

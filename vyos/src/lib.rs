@@ -29,7 +29,7 @@ pub use apply::{ApplyError, ApplyReport, apply_commands};
 pub use commands::{Command, CommandError, Op, parse_commands, render_command_list};
 pub use config::{Config, Error, Format, detect_format, split_footer};
 pub use diff::{ChangeKind, Diff, diff, diff_scoped};
-pub use digest::{Digest, canonical_text, digest};
+pub use digest::{Digest, canonical_text, digest, digest_of_canonical};
 pub use merge::{Conflict, merge};
 pub use parse::{ParseError, ParseErrorKind, parse_tree};
 pub use plan::{Plan, PlanInput, Policy, plan};
