@@ -33,7 +33,7 @@ use vrouter_agent::creds::Creds;
 use vrouter_agent::simulate::{self, Fleet, SimulateOptions};
 use vrouter_operator::pki::{DirStore, Pki, PkiConfig};
 use vrouter_tests::echo::{self, Echo};
-use vrouter_tests::faults::{Proc, free_port, write_fleet};
+use vrouter_tests::faults::{Proc, free_port, issue_tokens, write_fleet};
 use vrouter_tests::measure::{cpu_secs, fmt, percentile, raise_fd_limit, rss_kib};
 use vrouter_tests::{fresh_bin, wait_until};
 
@@ -96,15 +96,7 @@ async fn run_size(n: usize) -> Vec<Row> {
     let (site, state, sims) = (tmp.path().join("site"), tmp.path().join("state"), tmp.path().join("sims"));
     let op_bin = fresh_bin("vrouter-operator", "vrouter-operator");
     write_fleet(&site, n, "r-", "first", n);
-    let out = Command::new(&op_bin)
-        .args(["--log", "warn", "tokens", "--state-dir"])
-        .arg(&state)
-        .args(["--namespace", "default", "--prefix", "r-", "--count", &n.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "tokens: {}", String::from_utf8_lossy(&out.stderr));
-    let tokens = tmp.path().join("tokens.txt");
-    std::fs::write(&tokens, &out.stdout).unwrap();
+    let tokens = issue_tokens(&op_bin, &state, "r-", n, tmp.path());
 
     let port = free_port();
     let mut operator =
@@ -388,19 +380,7 @@ async fn echo_server(state: &Path, port: u16) {
     ));
     while let Some(line) = rx.recv().await {
         if line == "fanout" {
-            let streams = echo.streams.lock().unwrap().clone();
-            let start = Instant::now();
-            let mut lat = futures::future::join_all(streams.iter().map(|s| {
-                let request = request.clone();
-                async move {
-                    let t = Instant::now();
-                    s.roundtrip(request).await;
-                    t.elapsed()
-                }
-            }))
-            .await;
-            let total = start.elapsed();
-            lat.sort();
+            let (total, lat) = echo.fan_out(&request).await;
             println!(
                 "FANOUT {} {} {}",
                 total.as_micros(),

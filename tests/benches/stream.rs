@@ -382,21 +382,8 @@ async fn bench_fanout(count: usize) {
     ]);
     wait_until(Duration::from_secs(300), "all echo streams", || async { echo.streams.lock().unwrap().len() == count })
         .await;
-    let streams = echo.streams.lock().unwrap().clone();
     let request = to_baseline(&apply_request("rev-e", DESIRED, ConfigPolicy::Replace));
-    let start = Instant::now();
-    let lat = futures::future::join_all(streams.iter().map(|s| {
-        let request = request.clone();
-        async move {
-            let t = Instant::now();
-            s.roundtrip(request).await;
-            t.elapsed()
-        }
-    }))
-    .await;
-    let total = start.elapsed();
-    let mut lat = lat;
-    lat.sort();
+    let (total, lat) = echo.fan_out(&request).await;
     println!(
         "| bare tonic bidi echo (baseline) | **{}** | {} | {} | {count}/{count} answered |",
         fmt(total),

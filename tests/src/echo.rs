@@ -66,6 +66,25 @@ impl Echo {
         self.streams.lock().unwrap().len()
     }
 
+    /// Sends `request` down every open stream at once and waits for every answer: the total
+    /// time and each stream's round trip, sorted.
+    pub async fn fan_out(&self, request: &ApplyRequest) -> (Duration, Vec<Duration>) {
+        let streams = self.streams.lock().unwrap().clone();
+        let start = std::time::Instant::now();
+        let mut lat = futures::future::join_all(streams.iter().map(|s| {
+            let request = request.clone();
+            async move {
+                let t = std::time::Instant::now();
+                s.roundtrip(request).await;
+                t.elapsed()
+            }
+        }))
+        .await;
+        let total = start.elapsed();
+        lat.sort();
+        (total, lat)
+    }
+
     /// Serves on `listener` with the operator's server identity, requiring nothing more of
     /// clients than the hub does (a client certificate from `ca_pem`, optional at the TLS layer).
     pub fn serve(&self, listener: tokio::net::TcpListener, ca_pem: &str, cert_pem: &str, key_pem: &str) {

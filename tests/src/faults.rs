@@ -90,6 +90,21 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("address").port()
 }
 
+/// Enrollment tokens for routers `default/<prefix><i>` from the PKI a standalone operator keeps
+/// in `state` (`vrouter-operator tokens`), written to `dir/tokens.txt` for `simulate --tokens`.
+pub fn issue_tokens(op_bin: &Path, state: &Path, prefix: &str, count: usize, dir: &Path) -> PathBuf {
+    let out = Command::new(op_bin)
+        .args(["--log", "warn", "tokens", "--state-dir"])
+        .arg(state)
+        .args(["--namespace", "default", "--prefix", prefix, "--count", &count.to_string()])
+        .output()
+        .expect("run vrouter-operator tokens");
+    assert!(out.status.success(), "tokens: {}", String::from_utf8_lossy(&out.stderr));
+    let tokens = dir.join("tokens.txt");
+    std::fs::write(&tokens, &out.stdout).expect("write tokens.txt");
+    tokens
+}
+
 /// One line of a simulated router's `sim/commits.log`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitLine {

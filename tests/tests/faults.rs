@@ -14,7 +14,7 @@ use vrouter_operator::pki::{DirStore, Pki, PkiConfig};
 use vrouter_proto::RouterId;
 use vrouter_proto::v1::{ApplyOutcome, ConfigPolicy};
 use vrouter_tests::Proxy;
-use vrouter_tests::faults::{Proc, commit_log, commits_per_revision, free_port, write_fleet};
+use vrouter_tests::faults::{Proc, commit_log, commits_per_revision, free_port, issue_tokens, write_fleet};
 use vrouter_tests::{AgentOptions, TestAgent, TestOperator, agent_options, apply_request, wait_until, workspace_bin};
 
 const SECS: Duration = Duration::from_secs(10);
@@ -58,16 +58,7 @@ async fn operator_sigkilled_mid_fan_out_converges_with_one_commit_per_revision()
     let op_bin = workspace_bin("vrouter-operator", "vrouter-operator");
     let agent_bin = workspace_bin("vrouter-agent", "vrouter-agent");
 
-    // Tokens from the same PKI the standalone operator opens (<state>/pki).
-    let out = Command::new(&op_bin)
-        .args(["--log", "warn", "tokens", "--state-dir"])
-        .arg(&state)
-        .args(["--namespace", "default", "--prefix", "r-", "--count", &count.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "tokens: {}", String::from_utf8_lossy(&out.stderr));
-    let tokens = tmp.path().join("tokens.txt");
-    std::fs::write(&tokens, &out.stdout).unwrap();
+    let tokens = issue_tokens(&op_bin, &state, "r-", count, tmp.path());
 
     let port = free_port();
     let mut operator =
