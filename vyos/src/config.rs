@@ -52,22 +52,18 @@ pub struct Config {
     pub footer: Option<String>,
 }
 
-/// Guesses the format: command lists start (after blank lines) with `set`, `delete`, `comment`
-/// or a `#` comment; anything else is hierarchical.
+/// Guesses the format. Command lists start (after blank lines) with `set`, `delete`, `comment`
+/// or a `#` comment; anything else is hierarchical. Those words are also legal node names, so a
+/// text that opens (`… {`) or closes (`}`) a block anywhere is hierarchical whatever its first
+/// word: no command line ends with an unquoted brace.
 pub fn detect_format(text: &str) -> Format {
-    for line in text.lines() {
-        let t = line.trim();
-        if t.is_empty() {
-            continue;
-        }
-        let first = t.split_whitespace().next().unwrap_or("");
-        return if t.starts_with('#') || matches!(first, "set" | "delete" | "comment") {
-            Format::Commands
-        } else {
-            Format::Hierarchical
-        };
-    }
-    Format::Hierarchical
+    let Some(first) = text.lines().map(str::trim).find(|l| !l.is_empty()) else {
+        return Format::Hierarchical;
+    };
+    let word = first.split_whitespace().next().unwrap_or("");
+    let looks_like_commands = first.starts_with('#') || matches!(word, "set" | "delete" | "comment");
+    let has_blocks = text.lines().map(str::trim).any(|l| l == "}" || l.ends_with(" {") || l == "{");
+    if looks_like_commands && !has_blocks { Format::Commands } else { Format::Hierarchical }
 }
 
 const FOOTER_STARTS: &[&str] = &[
@@ -146,6 +142,22 @@ mod tests {
         assert_eq!(detect_format("delete a\n"), Format::Commands);
         assert_eq!(detect_format("interfaces {\n}\n"), Format::Hierarchical);
         assert_eq!(detect_format(""), Format::Hierarchical);
+        // Nodes named like the command words, and a leading `#`, in hierarchical files.
+        assert_eq!(detect_format("set {\n    a b\n}\n"), Format::Hierarchical);
+        assert_eq!(detect_format("delete x {\n}\n"), Format::Hierarchical);
+        assert_eq!(detect_format("comment \"c\"\nsystem {\n}\n"), Format::Hierarchical);
+        assert_eq!(detect_format("# hi\ninterfaces {\n}\n"), Format::Hierarchical);
+        // A brace inside a quoted command value does not make a block.
+        assert_eq!(detect_format("set system login banner post-login \"{\"\n"), Format::Commands);
+    }
+
+    #[test]
+    fn parses_a_hierarchical_file_whose_first_node_is_a_command_word() {
+        let c = Config::parse("set {\n    a b\n}\n").unwrap();
+        assert_eq!(c.tree.values(&["set", "a"]), ["b"]);
+        // VyOS's lexer takes `#` as an identifier: in a hierarchical file it is a node.
+        let c = Config::parse("# hi\ninterfaces {\n}\n").unwrap();
+        assert_eq!(c.tree.values(&["#"]), ["hi"]);
     }
 
     #[test]
