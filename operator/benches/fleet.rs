@@ -15,6 +15,7 @@
 //! baseline per pass, and the ratio full pass / baseline (from the same samples criterion took).
 //!
 //! Run with `cargo bench -p vrouter-operator --bench fleet`; results go to docs/performance.md.
+//! `FLEET_PROFILE=SECS` runs unchanged passes at 10,000 routers for a profiler instead.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -24,7 +25,11 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use criterion::{Bencher, BenchmarkId, Criterion, criterion_group, criterion_main};
+/// The operator binary's allocator, so the bench measures what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use criterion::{Bencher, BenchmarkId, Criterion, criterion_group};
 use vrouter_operator::compose::{Part, compose};
 use vrouter_operator::crd::VRouterConfig;
 use vrouter_operator::generate::{Inputs, generate};
@@ -204,5 +209,30 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// `FLEET_PROFILE=SECS`: no criterion; one full pass over 10,000 routers, then unchanged passes
+/// for SECS seconds, each timed, for attaching a profiler (`perf record -p`) to the steady state.
+fn profile(secs: u64) {
+    let m = fleet(10_000);
+    let now = SystemTime::now();
+    let mut w = World::new(vec![1; 32]);
+    let t = Instant::now();
+    w.step(&m, now);
+    eprintln!("first pass: {:.2?}", t.elapsed());
+    eprintln!("pid {}: first pass done, unchanged passes for {secs} s", std::process::id());
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let t = Instant::now();
+        black_box(w.step(&m, now));
+        eprintln!("unchanged pass: {:.2?}", t.elapsed());
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(secs) = std::env::var("FLEET_PROFILE").ok().and_then(|s| s.parse().ok()) {
+        return profile(secs);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

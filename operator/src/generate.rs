@@ -7,6 +7,7 @@
 //! content, and the others proceed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
@@ -56,8 +57,8 @@ pub struct Generated {
 pub struct Output {
     /// Selected targets, in rollout order (those that exist).
     pub targets: Vec<String>,
-    /// Rendered configs, in target order.
-    pub configs: Vec<Generated>,
+    /// Rendered configs, in target order (shared with the render cache).
+    pub configs: Vec<Arc<Generated>>,
     /// Targets that could not be rendered, with the reason.
     pub failed: BTreeMap<String, String>,
 }
@@ -187,19 +188,6 @@ pub fn generate_cached(
         ObjectInfo { name: binding_name.clone(), namespace: namespace.clone(), labels: binding.labels().clone() };
     for target_name in &targets {
         let Some(target) = inputs.targets.get(target_name) else { continue };
-        let mut target_layers = layers.clone();
-        if let Some(p) = &target.spec.params {
-            target_layers.push(p);
-        }
-        let ctx = RenderContext {
-            params: merge_params(&target_layers),
-            target: ObjectInfo {
-                name: target_name.clone(),
-                namespace: namespace.clone(),
-                labels: target.labels().clone(),
-            },
-            binding: Some(binding_info.clone()),
-        };
         let tdigest = target_digest(target_name, target);
         let result = match entry.targets.remove(target_name) {
             Some((d, r)) if d == tdigest => r,
@@ -208,38 +196,51 @@ pub fn generate_cached(
                     Some(r) => r,
                     None => renderer.insert(compile()?),
                 };
-                render_target(r, &refs, &ctx)
+                // The context (params merged over every layer) is built only to render.
+                let mut target_layers = layers.clone();
+                if let Some(p) = &target.spec.params {
+                    target_layers.push(p);
+                }
+                let ctx = RenderContext {
+                    params: merge_params(&target_layers),
+                    target: ObjectInfo {
+                        name: target_name.clone(),
+                        namespace: namespace.clone(),
+                        labels: target.labels().clone(),
+                    },
+                    binding: Some(binding_info.clone()),
+                };
+                render_target(r, &refs, &ctx).map(|(config, commands, secrets)| {
+                    Arc::new(Generated {
+                        target: target_name.clone(),
+                        labels: BTreeMap::from([
+                            (LABEL_BINDING.to_owned(), label_value(&binding_name)),
+                            (LABEL_TARGET.to_owned(), label_value(target_name)),
+                        ]),
+                        annotations: BTreeMap::from([
+                            (ANNOTATION_BINDING.to_owned(), binding_name.clone()),
+                            (ANNOTATION_TARGET.to_owned(), target_name.clone()),
+                        ]),
+                        spec: VRouterConfigSpec {
+                            target_ref: NameRef::new(target_name.clone()),
+                            config,
+                            commands,
+                            save: binding.spec.save,
+                            priority: binding.spec.priority,
+                        },
+                        secrets,
+                        name: config_name(&binding_name, target_name),
+                    })
+                })
             }
         };
-        results.insert(target_name.clone(), (tdigest, result.clone()));
-        match result {
-            Ok((config, commands, secrets)) => {
-                let name = config_name(&binding_name, target_name);
-                out.configs.push(Generated {
-                    target: target_name.clone(),
-                    labels: BTreeMap::from([
-                        (LABEL_BINDING.to_owned(), label_value(&binding_name)),
-                        (LABEL_TARGET.to_owned(), label_value(target_name)),
-                    ]),
-                    annotations: BTreeMap::from([
-                        (ANNOTATION_BINDING.to_owned(), binding_name.clone()),
-                        (ANNOTATION_TARGET.to_owned(), target_name.clone()),
-                    ]),
-                    spec: VRouterConfigSpec {
-                        target_ref: NameRef::new(target_name.clone()),
-                        config,
-                        commands,
-                        save: binding.spec.save,
-                        priority: binding.spec.priority,
-                    },
-                    secrets,
-                    name,
-                });
-            }
+        match &result {
+            Ok(g) => out.configs.push(g.clone()),
             Err(e) => {
-                out.failed.insert(target_name.clone(), e);
+                out.failed.insert(target_name.clone(), e.clone());
             }
         }
+        results.insert(target_name.clone(), (tdigest, result));
     }
     entry.targets = results;
     cache.put(&namespace, &binding_name, entry);
@@ -487,7 +488,9 @@ mod tests {
     /// Marks every cached result of binding `core` so that a reused one shows.
     fn poison(cache: &mut RenderCache) {
         for (_, result) in cache.entry_mut("net", "core").unwrap().targets.values_mut() {
-            if let Ok((Some(config), _, _)) = result {
+            if let Ok(g) = result
+                && let Some(config) = &mut Arc::make_mut(g).spec.config
+            {
                 config.push_str("# cached\n");
             }
         }
@@ -525,6 +528,7 @@ mod tests {
             let mut fresh = generate(b, inputs).unwrap();
             let mut got = out;
             for c in fresh.configs.iter_mut().chain(got.configs.iter_mut()) {
+                let c = Arc::make_mut(c);
                 c.spec.config = c.spec.config.take().map(|t| t.replace("# cached\n", ""));
             }
             assert_eq!(got, fresh);

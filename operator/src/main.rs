@@ -16,6 +16,11 @@ use vrouter_operator::metrics::Metrics;
 use vrouter_operator::pki::{DirStore, Pki, PkiConfig, PkiStore, SecretStore};
 use vrouter_proto::RouterId;
 
+// Reconcile passes build and drop many small strings and trees; with glibc's allocator half of
+// a pass over a large fleet was malloc/free (docs/performance.md, "Reconcile").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "vrouter-operator", version, about = "The vrouter operator")]
 struct Cli {

@@ -11,15 +11,17 @@
 //! A different digest for the same inputs (e.g. another map order) only costs a re-render; the
 //! digests are SHA-256 over length-prefixed fields, so different inputs never share one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::render::SecretRef;
+use crate::generate::Generated;
 
-/// A target's rendered content: (config, commands, referenced secrets), or why it failed.
-pub(crate) type TargetResult = Result<(Option<String>, Option<String>, BTreeSet<SecretRef>), String>;
+/// A target's generated config, or why it failed. Shared with the [`Output`](crate::generate::Output)
+/// of each call, so a pass where nothing changed copies no config text.
+pub(crate) type TargetResult = Result<Arc<Generated>, String>;
 
 /// A SHA-256 digest of inputs.
 pub(crate) type InputDigest = [u8; 32];

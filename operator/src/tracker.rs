@@ -2,7 +2,7 @@
 //! a router's configs into its desired revision, and turns delivery and agent events into target
 //! and config status. The shells write what it computes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +19,7 @@ use crate::crd::{
 };
 use crate::delivery::{DeliveryEvent, Desired, Phase};
 use crate::hub::HubEvent;
-use crate::render::{placeholders, substitute};
+use crate::render::{SecretRef, placeholders, substitute};
 use crate::render_cache::{Hasher, InputDigest};
 use crate::time::to_k8s;
 
@@ -53,8 +53,23 @@ pub struct Tracker {
     /// carries — enough for the events of deliveries still in flight, without growing forever.
     revisions: BTreeMap<Key, Vec<(String, Parts)>>,
     /// Per router: the last composition, keyed by a digest of its parts (a pass where a
-    /// router's configs did not change does not compose them again).
-    composed: BTreeMap<Key, (InputDigest, ComposeOutcome)>,
+    /// router's configs did not change does not compose them again), and the revision last
+    /// derived from it.
+    composed: BTreeMap<Key, (InputDigest, ComposeOutcome, Option<RevisionMemo>)>,
+}
+
+/// A revision id derived from a composition, with the other inputs it was derived from: while
+/// they stay the same the id and the substitution check are not computed again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RevisionMemo {
+    /// The secrets fingerprint (keyed digest of the secret values the config uses).
+    fingerprint: String,
+    /// The target's config policy.
+    policy: ConfigPolicy,
+    /// The target's managed scopes.
+    managed_scopes: Vec<String>,
+    /// The revision id.
+    revision: String,
 }
 
 /// What revisions need of a composition.
@@ -69,6 +84,8 @@ struct ComposedText {
     canonical: String,
     /// The tree's digest (`vyos_config::digest`).
     digest: String,
+    /// The secret placeholders in `config`.
+    placeholders: BTreeSet<SecretRef>,
 }
 
 /// A composition, or which configs block it and why.
@@ -85,7 +102,8 @@ fn compose_text(parts: &[Part<'_>]) -> ComposeOutcome {
     // One walk of the tree for both the canonical text and the digest.
     let digest = digest_of_canonical(&canonical).to_string();
     composed.tree = Tree::new();
-    Ok(Arc::new(ComposedText { composed, config, canonical, digest }))
+    let placeholders = placeholders(&config);
+    Ok(Arc::new(ComposedText { composed, config, canonical, digest, placeholders }))
 }
 
 /// Digest of everything composition reads of a router's configs.
@@ -292,19 +310,20 @@ impl Tracker {
         }
         let tkey = key(target.metadata.namespace.as_deref().unwrap_or_default(), &target.name_any());
         let pdigest = parts_digest(parts);
-        let text = match self.composed.get(&tkey) {
-            Some((d, outcome)) if *d == pdigest => outcome.clone(),
+        let (text, memo) = match self.composed.get(&tkey) {
+            Some((d, outcome, memo)) if *d == pdigest => (outcome.clone(), memo.clone()),
             _ => {
                 let outcome = compose_text(parts);
-                self.composed.insert(tkey, (pdigest, outcome.clone()));
-                outcome
+                self.composed.insert(tkey.clone(), (pdigest, outcome.clone(), None));
+                (outcome, None)
             }
-        }?;
+        };
+        let text = text?;
         let composed = &text.composed;
         let config = text.config.clone();
         let mut secrets = BTreeMap::new();
         let mut missing = Vec::new();
-        for r in placeholders(&config) {
+        for r in &text.placeholders {
             match secrets_of.get(&r.name).and_then(|s| s.get(&r.key)) {
                 Some(v) => {
                     secrets.insert(r.placeholder(), v.clone());
@@ -315,12 +334,6 @@ impl Tracker {
         if !missing.is_empty() {
             let blame = parts.iter().map(|p| p.name.to_owned()).collect();
             return Err((blame, format!("Secret values not found: {}", missing.join(", "))));
-        }
-        // A value that cannot stand in a VyOS configuration value blocks the router here, not at
-        // delivery.
-        if let Err(e) = substitute(&config, |r| secrets.get(&r.placeholder()).cloned()) {
-            let blame = parts.iter().map(|p| p.name.to_owned()).collect();
-            return Err((blame, e.to_string()));
         }
         let mut h = Sha256::new();
         h.update(&self.secret_key);
@@ -333,15 +346,41 @@ impl Tracker {
         let fingerprint: String =
             if secrets.is_empty() { String::new() } else { h.finalize().iter().map(|b| format!("{b:02x}")).collect() };
         let spec = &target.spec;
-        let revision = revision_id_of(
-            &text.canonical,
-            RevisionInput {
-                composed,
-                policy: spec.config_policy,
-                managed_scopes: &spec.managed_scopes,
-                secrets_fingerprint: &fingerprint,
-            },
-        );
+        let revision = match memo {
+            Some(m)
+                if m.fingerprint == fingerprint
+                    && m.policy == spec.config_policy
+                    && m.managed_scopes == spec.managed_scopes =>
+            {
+                m.revision
+            }
+            _ => {
+                // A value that cannot stand in a VyOS configuration value blocks the router
+                // here, not at delivery.
+                if let Err(e) = substitute(&config, |r| secrets.get(&r.placeholder()).cloned()) {
+                    let blame = parts.iter().map(|p| p.name.to_owned()).collect();
+                    return Err((blame, e.to_string()));
+                }
+                let revision = revision_id_of(
+                    &text.canonical,
+                    RevisionInput {
+                        composed,
+                        policy: spec.config_policy,
+                        managed_scopes: &spec.managed_scopes,
+                        secrets_fingerprint: &fingerprint,
+                    },
+                );
+                if let Some(entry) = self.composed.get_mut(&tkey) {
+                    entry.2 = Some(RevisionMemo {
+                        fingerprint,
+                        policy: spec.config_policy,
+                        managed_scopes: spec.managed_scopes.clone(),
+                        revision: revision.clone(),
+                    });
+                }
+                revision
+            }
+        };
         let apply_timeout =
             spec.delivery.apply_timeout.as_ref().and_then(|d| d.get().ok()).unwrap_or(Duration::from_secs(300));
         let desired = Desired {
@@ -706,16 +745,30 @@ mod tests {
         // Tamper with the cached composition: reused while nothing changes.
         let tkey = key("n", "r1");
         let poison = |t: &mut Tracker| {
-            let (d, outcome) = t.composed.remove(&tkey).unwrap();
+            let (d, outcome, memo) = t.composed.remove(&tkey).unwrap();
             let mut text = outcome.unwrap();
             let inner = Arc::get_mut(&mut text).unwrap();
             inner.config.push_str("/* cached */\n");
-            t.composed.insert(tkey.clone(), (d, Ok(text)));
+            t.composed.insert(tkey.clone(), (d, Ok(text), memo));
         };
         poison(&mut t);
         let again = t.target(&r1, &[&a, &b], &Secrets::new(), now()).unwrap().unwrap();
         assert!(again.config.ends_with("/* cached */\n"));
         assert_eq!(again.revision, first.revision);
+        // The revision id is remembered with its inputs, and reused while they stay the same.
+        let poison_revision = |t: &mut Tracker| {
+            let memo = t.composed.get_mut(&tkey).unwrap().2.as_mut().unwrap();
+            memo.revision = "remembered".into();
+        };
+        poison_revision(&mut t);
+        assert_eq!(t.target(&r1, &[&a, &b], &Secrets::new(), now()).unwrap().unwrap().revision, "remembered");
+        let mut scoped = r1.clone();
+        scoped.spec.managed_scopes = vec!["system".into()];
+        assert_ne!(t.target(&scoped, &[&a, &b], &Secrets::new(), now()).unwrap().unwrap().revision, "remembered");
+        poison_revision(&mut t);
+        let d = t.target(&target(ConfigPolicy::Replace), &[&a, &b], &Secrets::new(), now()).unwrap().unwrap();
+        assert_ne!(d.revision, "remembered");
+        t.target(&r1, &[&a, &b], &Secrets::new(), now()).unwrap().unwrap();
         // A config's content, generation or priority changes: composed again.
         let mut a2 = a.clone();
         a2.spec.commands = Some("set system host-name 'r9'".into());
@@ -736,6 +789,11 @@ mod tests {
         let d2 = t.target(&r1, &[&c], &two, now()).unwrap().unwrap();
         assert_ne!(d1.revision, d2.revision);
         assert_eq!(d2.secrets["@@vrouter-secret:s/pw@@"], "two");
+        // A value that cannot stand in the config blocks the router, with a revision remembered
+        // for the same composition and other values.
+        let bad = Secrets::from([("s".to_owned(), BTreeMap::from([("pw".to_owned(), "a\u{0}b".to_owned())]))]);
+        assert!(t.target(&r1, &[&c], &bad, now()).is_none());
+        assert_eq!(t.target(&r1, &[&c], &two, now()).unwrap().unwrap().revision, d2.revision);
         assert!(t.target(&r1, &[&c], &Secrets::new(), now()).is_none());
         // The target's own settings are not cached either.
         let d3 = t.target(&target(ConfigPolicy::Replace), &[&c], &two, now()).unwrap().unwrap();

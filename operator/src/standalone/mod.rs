@@ -93,6 +93,10 @@ pub enum StandaloneError {
     },
 }
 
+/// After delivery events, the pause between two reconcile passes, in multiples of the last
+/// pass's duration.
+const STEP_PAUSE_FACTOR: u32 = 4;
+
 /// Reads (or creates) the key of the secrets fingerprint (`<state>/revision.key`).
 pub fn secret_key(state: &Path) -> Result<Vec<u8>, String> {
     let path = state.join("revision.key");
@@ -265,7 +269,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
     let mut world = World::new(secret_key(&options.state_dir).map_err(setup)?);
     let generated_path = options.state_dir.join("generated.json");
     world.restore_generated(load_generated(&generated_path).map_err(setup)?);
-    let mut last_generated = String::new();
+    let mut saved_generated = None;
 
     let sims = Simulated::new(&options, addr, &ca_path);
     let mut sims = match sims {
@@ -280,6 +284,11 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
     // or a rollout timer is due; agent events only change status, which is rewritten alone.
     let mut wake_at: Option<tokio::time::Instant> = None;
     let mut dirty = true;
+    // Delivery events only move rollouts and binding counts on: while they stream in (a fan-out
+    // to thousands of routers), a pass runs at most every STEP_PAUSE_FACTOR × the last pass's
+    // duration, so passes cannot take the whole loop.
+    let mut delivered = false;
+    let mut last_step = (tokio::time::Instant::now(), Duration::ZERO);
     let mut status_dirty = false;
     let mut status = status_files::StatusFiles::new(&options.state_dir.join("status.yaml"), status_files::STATUS_EVERY);
     let result = loop {
@@ -289,8 +298,11 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
             if let Some(s) = sims.as_mut() {
                 s.ensure(&manifests, &pki, &shutdown).await.map_err(setup)?;
             }
+            delivered = false;
+            let began = tokio::time::Instant::now();
             let out = world.step(&manifests, SystemTime::now());
-            save_generated(&world, &generated_path, &mut last_generated);
+            save_generated(&world, &generated_path, &mut saved_generated);
+            last_step = (tokio::time::Instant::now(), began.elapsed());
             for (id, desired) in out.desired {
                 engine.set_desired(&id, desired);
             }
@@ -324,8 +336,17 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
         }
         let wake_in = wake_at.map(|w| w.saturating_duration_since(tokio::time::Instant::now()));
         let status_in = status.due_in(std::time::Instant::now());
-        let sleep_for =
-            [Some(options.poll), wake_in, timeout_left, status_in].into_iter().flatten().min().unwrap_or(options.poll);
+        let step_at = last_step.0 + last_step.1 * STEP_PAUSE_FACTOR;
+        let delivered_in = delivered.then(|| step_at.saturating_duration_since(tokio::time::Instant::now()));
+        if delivered_in.is_some_and(|d| d.is_zero()) {
+            dirty = true;
+            continue;
+        }
+        let sleep_for = [Some(options.poll), wake_in, timeout_left, status_in, delivered_in]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(options.poll);
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             ev = events.recv() => {
@@ -337,7 +358,8 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
                     world.on_delivery(&ev);
                     next = events.try_recv().ok();
                 }
-                dirty = true;
+                delivered = true;
+                status_dirty = true;
             }
             ev = hub_events.recv() => {
                 if let Ok(ev) = ev {
@@ -394,15 +416,18 @@ fn load_generated(path: &Path) -> Result<Vec<crate::crd::VRouterConfig>, String>
 }
 
 /// Saves the generated configs when they changed: a restarted operator resumes rollouts from
-/// them (targets a rollout has not reached keep their previous config).
-fn save_generated(world: &World, path: &Path, last: &mut String) {
+/// them (targets a rollout has not reached keep their previous config). `saved` is the
+/// [`World::generated_version`] last saved; a failed write is tried again on the next pass.
+fn save_generated(world: &World, path: &Path, saved: &mut Option<u64>) {
+    let version = world.generated_version();
+    if *saved == Some(version) {
+        return;
+    }
     let configs: Vec<&crate::crd::VRouterConfig> = world.generated().collect();
     let Ok(text) = serde_json::to_string(&configs) else { return };
-    if text != *last {
-        match status_files::write_atomic(path, &text) {
-            Ok(()) => *last = text,
-            Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot save generated configs"),
-        }
+    match status_files::write_atomic(path, &text) {
+        Ok(()) => *saved = Some(version),
+        Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot save generated configs"),
     }
 }
 

@@ -5,7 +5,7 @@
 //! the Kubernetes API. No I/O here: the runner feeds it manifests, delivery and hub events, and
 //! hands the desired revisions it returns to the delivery engine.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -13,6 +13,7 @@ use kube::ResourceExt;
 use vrouter_proto::RouterId;
 
 use super::manifests::{Manifests, Namespace};
+use crate::binding_plan::{BindingPlan, Existing, plan_cached};
 use crate::crd::{VRouterBindingStatus, VRouterConfig, VRouterTargetStatus};
 use crate::delivery::{DeliveryEvent, Desired};
 use crate::generate::{Inputs, RenderCache};
@@ -34,6 +35,8 @@ pub struct World {
     bindings: BTreeMap<Key, VRouterBindingStatus>,
     /// What each binding last rendered (a pass re-renders only what changed).
     render_cache: RenderCache,
+    /// Bumped whenever `generated` changes (callers save the configs only then).
+    generated_version: u64,
 }
 
 /// What one reconcile step wants done.
@@ -59,6 +62,7 @@ impl World {
             let ns = c.namespace().unwrap_or_default();
             self.generated.insert(key(&ns, &c.name_any()), c);
         }
+        self.generated_version += 1;
     }
 
     /// One reconcile pass over all manifests.
@@ -67,72 +71,60 @@ impl World {
         // Forget what is gone.
         self.bindings.retain(|(ns, n), _| m.namespaces.get(ns).is_some_and(|x| x.bindings.contains_key(n)));
         self.render_cache.retain(|ns, n| m.namespaces.get(ns).is_some_and(|x| x.bindings.contains_key(n)));
+        let before = self.generated.len();
         self.generated.retain(|(ns, _), c| {
-            let binding = c.annotations().get(crate::crd::ANNOTATION_BINDING).cloned().unwrap_or_default();
-            m.namespaces.get(ns).is_some_and(|x| x.bindings.contains_key(&binding))
+            let binding = c.annotations().get(crate::crd::ANNOTATION_BINDING).map(String::as_str).unwrap_or_default();
+            m.namespaces.get(ns).is_some_and(|x| x.bindings.contains_key(binding))
         });
+        if self.generated.len() != before {
+            self.generated_version += 1;
+        }
         for (ns_name, ns) in &m.namespaces {
-            // Every config of the namespace, with its status, as the API server would list them
-            // (a snapshot for all bindings of this pass, as a controller's store would be).
-            let configs = self.namespace_configs(ns_name, ns);
-            for (name, binding) in &ns.bindings {
-                let wake = self.step_binding(ns_name, ns, name, binding, &configs, now);
-                out.wake_after = match (out.wake_after, wake) {
+            // Every binding of the namespace plans against one snapshot of its configs, as a
+            // controller's store would show them; what the plans write is applied afterwards.
+            let mut plans = Vec::with_capacity(ns.bindings.len());
+            {
+                let configs = namespace_configs(&self.generated, &self.tracker, ns_name, ns);
+                let inputs = Inputs { templates: &ns.templates, params: &ns.params, targets: &ns.targets };
+                for (name, binding) in &ns.bindings {
+                    let bkey = key(ns_name, name);
+                    let mut binding = binding.clone();
+                    binding.status = self.bindings.remove(&bkey);
+                    let plan = plan_cached(&binding, inputs, &configs, now, &mut self.render_cache);
+                    plans.push((bkey, plan));
+                }
+            }
+            for (bkey, plan) in plans {
+                out.wake_after = match (out.wake_after, plan.requeue_after) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
+                self.apply_plan(ns_name, bkey, plan);
             }
             self.step_targets(ns_name, ns, now, &mut out);
         }
-        let live: BTreeSet<Key> = self.all_config_keys(m).into_iter().collect();
-        self.tracker
-            .retain(|(ns, n)| m.namespaces.get(ns).is_some_and(|x| x.targets.contains_key(n)), |k| live.contains(k));
+        let (generated, handwritten) = (&self.generated, &m.namespaces);
+        self.tracker.retain(
+            |(ns, n)| m.namespaces.get(ns).is_some_and(|x| x.targets.contains_key(n)),
+            |k| generated.contains_key(k) || handwritten.get(&k.0).is_some_and(|x| x.configs.contains_key(&k.1)),
+        );
         out
     }
 
-    fn all_config_keys(&self, m: &Manifests) -> Vec<Key> {
-        let mut keys: Vec<Key> = self.generated.keys().cloned().collect();
-        for (ns_name, ns) in &m.namespaces {
-            keys.extend(ns.configs.keys().map(|n| key(ns_name, n)));
-        }
-        keys
-    }
-
-    fn namespace_configs(&self, ns_name: &str, ns: &Namespace) -> BTreeMap<String, VRouterConfig> {
-        let mut configs = BTreeMap::new();
-        let generated = self.generated.range(key(ns_name, "")..).take_while(|((n, _), _)| n == ns_name);
-        for (n, c) in ns.configs.iter().chain(generated.map(|((_, n), c)| (n, c))) {
-            let mut c = c.clone();
-            c.status = self.tracker.config_status(ns_name, n).cloned();
-            configs.insert(n.clone(), c);
-        }
-        configs
-    }
-
-    fn step_binding(
-        &mut self,
-        ns_name: &str,
-        ns: &Namespace,
-        name: &str,
-        binding: &crate::crd::VRouterBinding,
-        configs: &BTreeMap<String, VRouterConfig>,
-        now: SystemTime,
-    ) -> Option<Duration> {
-        let bkey = key(ns_name, name);
-        let mut binding = binding.clone();
-        binding.status = self.bindings.remove(&bkey);
-        let inputs = Inputs { templates: &ns.templates, params: &ns.params, targets: &ns.targets };
-        let plan = crate::binding_plan::plan_cached(&binding, inputs, configs, now, &mut self.render_cache);
+    /// Carries out a binding's plan: its writes and deletions of generated configs, its status.
+    fn apply_plan(&mut self, ns_name: &str, bkey: Key, plan: BindingPlan) {
         for n in &plan.delete {
-            self.generated.remove(&key(ns_name, n));
+            if self.generated.remove(&key(ns_name, n)).is_some() {
+                self.generated_version += 1;
+            }
         }
         for mut c in plan.write {
             let k = key(ns_name, &c.name_any());
             c.metadata.generation = Some(self.generated.get(&k).and_then(|c| c.metadata.generation).unwrap_or(0) + 1);
             self.generated.insert(k, c);
+            self.generated_version += 1;
         }
         self.bindings.insert(bkey, plan.status);
-        plan.requeue_after
     }
 
     fn step_targets(&mut self, ns_name: &str, ns: &Namespace, now: SystemTime, out: &mut StepOutput) {
@@ -255,6 +247,11 @@ impl World {
         self.generated.values()
     }
 
+    /// A number that changes whenever the generated configs change (it says nothing else).
+    pub fn generated_version(&self) -> u64 {
+        self.generated_version
+    }
+
     /// Target statuses.
     pub fn target_statuses(&self) -> impl Iterator<Item = (&Key, &VRouterTargetStatus)> {
         self.tracker.targets().iter()
@@ -286,6 +283,21 @@ impl World {
         }
         out
     }
+}
+
+/// Every config of the namespace (hand-written and generated) with its status, borrowed.
+fn namespace_configs<'a>(
+    generated: &'a BTreeMap<Key, VRouterConfig>,
+    tracker: &'a Tracker,
+    ns_name: &str,
+    ns: &'a Namespace,
+) -> BTreeMap<&'a str, Existing<'a>> {
+    let generated = generated.range(key(ns_name, "")..).take_while(|((n, _), _)| n == ns_name);
+    ns.configs
+        .iter()
+        .chain(generated.map(|((_, n), c)| (n, c)))
+        .map(|(n, c)| (n.as_str(), Existing { config: c, status: tracker.config_status(ns_name, n) }))
+        .collect()
 }
 
 /// `Time` helper for tests and callers.
