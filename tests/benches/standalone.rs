@@ -16,7 +16,8 @@
 //! reconnecting 50 ms after a loss (as fast as is reasonable: the floor for a storm).
 //!
 //! Run: `cargo bench -p vrouter-tests --bench standalone` (sizes 1,000, 5,000 and 10,000;
-//! `-- --quick` for 300; `-- --sizes=5000` for chosen sizes).
+//! `-- --quick` for 300; `-- --sizes=5000` for chosen sizes; `BENCH_OPERATOR_LOG=info` for the
+//! operator's log, with the fan-out's start time).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -59,7 +60,9 @@ fn ratio(ours: Duration, base: Duration) -> Option<f64> {
 
 fn operator_command(bin: &Path, site: &Path, state: &Path, port: u16) -> Command {
     let mut c = Command::new(bin);
-    c.args(["--log", "warn", "standalone"]).arg(site).arg("--state-dir").arg(state).args([
+    // BENCH_OPERATOR_LOG=info shows when the operator saw the change and ran its passes.
+    let log = std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".to_owned());
+    c.args(["--log", &log, "standalone"]).arg(site).arg("--state-dir").arg(state).args([
         "--listen",
         &format!("127.0.0.1:{port}"),
         "--poll-ms",
@@ -161,6 +164,10 @@ async fn run_size(n: usize) -> Vec<Row> {
     let mut pending: Vec<usize> = (0..n).collect();
     let mut lat = Vec::with_capacity(n);
     let start = Instant::now();
+    if std::env::var_os("BENCH_OPERATOR_LOG").is_some() {
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        eprintln!("{n}: fan-out starts at unix {:.3}", unix.as_secs_f64());
+    }
     write_fleet(&site, n, "r-", "second", n);
     while !pending.is_empty() {
         assert!(start.elapsed() < GUARD, "fan-out: {} routers never applied the change", pending.len());

@@ -289,6 +289,9 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
     // duration, so passes cannot take the whole loop.
     let mut delivered = false;
     let mut last_step = (tokio::time::Instant::now(), Duration::ZERO);
+    // The directory is polled on a fixed cadence that events cannot postpone: a large fleet's
+    // events arrive more often than the poll interval, and each one ends the loop's sleep.
+    let mut next_poll = tokio::time::Instant::now() + options.poll;
     let mut status_dirty = false;
     let mut status = status_files::StatusFiles::new(&options.state_dir.join("status.yaml"), status_files::STATUS_EVERY);
     let result = loop {
@@ -342,7 +345,8 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
             dirty = true;
             continue;
         }
-        let sleep_for = [Some(options.poll), wake_in, timeout_left, status_in, delivered_in]
+        let poll_in = next_poll.saturating_duration_since(tokio::time::Instant::now());
+        let sleep_for = [Some(poll_in), wake_in, timeout_left, status_in, delivered_in]
             .into_iter()
             .flatten()
             .min()
@@ -370,28 +374,32 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
                     status_dirty = true;
                 }
             }
-            _ = tokio::time::sleep(sleep_for) => {
-                let fp = fingerprint(&options.dir);
-                if fp != last_fp {
-                    last_fp = fp;
-                    match load_dir(&options.dir) {
-                        Ok(m) => {
-                            tracing::info!("manifests changed");
-                            manifests = m;
-                        }
-                        Err(errors) => {
-                            // Keep running on the last good manifests.
-                            for e in errors {
-                                tracing::error!(error = %e, "manifests not reloaded");
-                            }
+            _ = tokio::time::sleep(sleep_for) => {}
+        }
+        // Whatever woke the loop, the directory poll and the rollout timers run when due.
+        let now = tokio::time::Instant::now();
+        if now >= next_poll {
+            next_poll = now + options.poll;
+            let fp = fingerprint(&options.dir);
+            if fp != last_fp {
+                last_fp = fp;
+                match load_dir(&options.dir) {
+                    Ok(m) => {
+                        tracing::info!("manifests changed");
+                        manifests = m;
+                    }
+                    Err(errors) => {
+                        // Keep running on the last good manifests.
+                        for e in errors {
+                            tracing::error!(error = %e, "manifests not reloaded");
                         }
                     }
-                    dirty = true;
                 }
-                if wake_at.is_some_and(|w| tokio::time::Instant::now() >= w) {
-                    dirty = true;
-                }
+                dirty = true;
             }
+        }
+        if wake_at.is_some_and(|w| now >= w) {
+            dirty = true;
         }
     };
     status.flush(&world, true);
