@@ -96,14 +96,19 @@ async fn run_size(n: usize) -> Vec<Row> {
     raise_fd_limit();
     let mut rows = Vec::new();
     let tmp = tempfile::tempdir().unwrap();
+    // With the operator's log asked for, its logs (op1.log, op2.log after the restart) are kept.
+    let logs = match std::env::var_os("BENCH_OPERATOR_LOG") {
+        Some(_) => std::env::temp_dir().join(format!("vrouter-bench-{n}-{}", std::process::id())),
+        None => tmp.path().to_owned(),
+    };
+    std::fs::create_dir_all(&logs).unwrap();
     let (site, state, sims) = (tmp.path().join("site"), tmp.path().join("state"), tmp.path().join("sims"));
     let op_bin = fresh_bin("vrouter-operator", "vrouter-operator");
     write_fleet(&site, n, "r-", "first", n);
     let tokens = issue_tokens(&op_bin, &state, "r-", n, tmp.path());
 
     let port = free_port();
-    let mut operator =
-        Proc::spawn("operator", operator_command(&op_bin, &site, &state, port), &tmp.path().join("op1.log"));
+    let mut operator = Proc::spawn("operator", operator_command(&op_bin, &site, &state, port), &logs.join("op1.log"));
     wait_until(Duration::from_secs(60), "the operator wrote ca.pem", || async { state.join("ca.pem").exists() }).await;
     assert!(operator.running(), "the operator stopped:\n{}", operator.output());
     // The operator's own footprint before any router connects (manifests read, PKI open).
@@ -166,7 +171,7 @@ async fn run_size(n: usize) -> Vec<Row> {
     let start = Instant::now();
     if std::env::var_os("BENCH_OPERATOR_LOG").is_some() {
         let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        eprintln!("{n}: fan-out starts at unix {:.3}", unix.as_secs_f64());
+        eprintln!("{n}: fan-out starts at unix {:.3}; operator logs in {}", unix.as_secs_f64(), logs.display());
     }
     write_fleet(&site, n, "r-", "second", n);
     while !pending.is_empty() {
@@ -185,8 +190,7 @@ async fn run_size(n: usize) -> Vec<Row> {
     operator.kill();
     wait_until(GUARD, "every router noticed the operator is gone", || async { fleet.connected() == 0 }).await;
     let start = Instant::now();
-    let mut operator =
-        Proc::spawn("operator", operator_command(&op_bin, &site, &state, port), &tmp.path().join("op2.log"));
+    let mut operator = Proc::spawn("operator", operator_command(&op_bin, &site, &state, port), &logs.join("op2.log"));
     wait_until(GUARD, "the first session back", || async { fleet.connected() > 0 }).await;
     let storm_first = start.elapsed();
     wait_until(GUARD, "every session back", || async { fleet.connected() == n }).await;
