@@ -3,6 +3,7 @@
 //! routers connect to the agent endpoint as usual — or, with `simulate`, run in-process as
 //! simulated routers (the quick start).
 
+mod cadence;
 pub mod manifests;
 mod status_files;
 pub mod world;
@@ -289,9 +290,8 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
     // duration, so passes cannot take the whole loop.
     let mut delivered = false;
     let mut last_step = (tokio::time::Instant::now(), Duration::ZERO);
-    // The directory is polled on a fixed cadence that events cannot postpone: a large fleet's
-    // events arrive more often than the poll interval, and each one ends the loop's sleep.
-    let mut next_poll = tokio::time::Instant::now() + options.poll;
+    // The directory poll keeps its cadence however often events wake the loop.
+    let mut poll = cadence::Cadence::new(options.poll, tokio::time::Instant::now());
     let mut status_dirty = false;
     let mut status = status_files::StatusFiles::new(&options.state_dir.join("status.yaml"), status_files::STATUS_EVERY);
     let result = loop {
@@ -345,8 +345,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
             dirty = true;
             continue;
         }
-        let poll_in = next_poll.saturating_duration_since(tokio::time::Instant::now());
-        let sleep_for = [Some(poll_in), wake_in, timeout_left, status_in, delivered_in]
+        let sleep_for = [Some(poll.left(tokio::time::Instant::now())), wake_in, timeout_left, status_in, delivered_in]
             .into_iter()
             .flatten()
             .min()
@@ -378,8 +377,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
         }
         // Whatever woke the loop, the directory poll and the rollout timers run when due.
         let now = tokio::time::Instant::now();
-        if now >= next_poll {
-            next_poll = now + options.poll;
+        if poll.due(now) {
             let fp = fingerprint(&options.dir);
             if fp != last_fp {
                 last_fp = fp;
