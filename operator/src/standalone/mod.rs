@@ -306,6 +306,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
             let out = world.step(&manifests, SystemTime::now());
             save_generated(&world, &generated_path, &mut saved_generated);
             last_step = (tokio::time::Instant::now(), began.elapsed());
+            tracing::debug!(took = ?last_step.1, desired = out.desired.len(), "reconcile pass");
             for (id, desired) in out.desired {
                 engine.set_desired(&id, desired);
             }
