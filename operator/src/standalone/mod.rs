@@ -332,11 +332,13 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
         // The table lists every router and status changes arrive all the time from a large
         // fleet: it is built and printed at the status files' cadence, not on every change.
         if status.flush(&world, false) && options.table {
+            let began = std::time::Instant::now();
             let table = world.table();
             if table != last_table {
                 println!("{table}");
                 last_table = table;
             }
+            tracing::debug!(took = ?began.elapsed(), "table printed");
         }
         let wake_in = wake_at.map(|w| w.saturating_duration_since(tokio::time::Instant::now()));
         let status_in = status.due_in(std::time::Instant::now());

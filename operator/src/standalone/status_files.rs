@@ -72,6 +72,7 @@ impl StatusFiles {
             tracing::error!(path = %self.path.display(), error = %e, "cannot write status");
         }
         let took = now.elapsed();
+        tracing::debug!(?took, "status written");
         self.gap = self.every.max(took * BUSY_FACTOR);
         self.last = Some(Instant::now());
         true
