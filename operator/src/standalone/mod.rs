@@ -331,14 +331,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
         }
         // The table lists every router and status changes arrive all the time from a large
         // fleet: it is built and printed at the status files' cadence, not on every change.
-        if status.flush(&world, false) && options.table {
-            let began = std::time::Instant::now();
+        if status.flush(&world) && options.table {
             let table = world.table();
             if table != last_table {
                 println!("{table}");
                 last_table = table;
             }
-            tracing::debug!(took = ?began.elapsed(), "table printed");
         }
         let wake_in = wake_at.map(|w| w.saturating_duration_since(tokio::time::Instant::now()));
         let status_in = status.due_in(std::time::Instant::now());
@@ -403,7 +401,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
             dirty = true;
         }
     };
-    status.flush(&world, true);
+    status.finish(&world).await;
     if options.table {
         println!("{}", world.table());
     }

@@ -5,11 +5,14 @@
 //! a fan-out to thousands of routers changes status thousands of times, and writing every object
 //! on every change made the fan-out quadratic. The interval grows with the cost of a write (at
 //! least [`BUSY_FACTOR`] times as long as the last write took), so that status reports trickling
-//! in from a large fleet keep status writing to a small share of a core.
+//! in from a large fleet keep status writing to a small share of a core. Files are written on a
+//! blocking thread: the standalone loop is never held up by the disk.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
 
 use super::world::World;
 
@@ -20,28 +23,48 @@ pub const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// of a core goes to status files however large the fleet).
 pub const BUSY_FACTOR: u32 = 20;
 
+/// How often the loop looks back while a write runs.
+const RUNNING_CHECK: Duration = Duration::from_millis(50);
+
 /// The status files and what was last written to them.
+///
+/// The loop only takes a snapshot of the status documents; serialising and writing them (a
+/// thousand files take about a second on this machine's disk) runs on a blocking thread, one
+/// write at a time, so the loop keeps delivering meanwhile.
 pub struct StatusFiles {
-    path: PathBuf,
-    dir: PathBuf,
     every: Duration,
-    /// Per-object file → text last written (`None` before the first write, which also removes
-    /// files left by an earlier run for objects that are gone).
-    written: Option<BTreeMap<PathBuf, String>>,
+    /// The writer, while no write runs.
+    writer: Option<Writer>,
+    /// The write under way: when it started, and where the writer comes back.
+    running: Option<(Instant, oneshot::Receiver<Written>)>,
+    path: PathBuf,
     last: Option<Instant>,
     /// The pause due after the last write: `every`, or longer when that write was slow.
     gap: Duration,
     pending: bool,
 }
 
+/// A finished write: the writer back, and how it went.
+type Written = (Writer, std::io::Result<()>);
+
+/// Writes the files; owns what was last written.
+struct Writer {
+    path: PathBuf,
+    dir: PathBuf,
+    /// Per-object file → text last written (`None` before the first write, which also removes
+    /// files left by an earlier run for objects that are gone).
+    written: Option<BTreeMap<PathBuf, String>>,
+}
+
 impl StatusFiles {
     /// Status files at `path` (`status.yaml`) and beside it (`status/`).
     pub fn new(path: &Path, every: Duration) -> StatusFiles {
+        let writer = Writer { path: path.to_owned(), dir: path.with_file_name("status"), written: None };
         StatusFiles {
-            path: path.to_owned(),
-            dir: path.with_file_name("status"),
             every,
-            written: None,
+            writer: Some(writer),
+            running: None,
+            path: path.to_owned(),
             last: None,
             gap: every,
             pending: false,
@@ -53,33 +76,98 @@ impl StatusFiles {
         self.pending = true;
     }
 
-    /// How long until a pending write is due (`None` when nothing is pending).
+    /// How long until a pending write is due (`None` when nothing is pending); while a write
+    /// runs, a short while (to look back).
     pub fn due_in(&self, now: Instant) -> Option<Duration> {
         if !self.pending {
             return None;
         }
+        if self.running.is_some() {
+            return Some(RUNNING_CHECK);
+        }
         Some(self.last.map_or(Duration::ZERO, |l| (l + self.gap).saturating_duration_since(now)))
     }
 
-    /// Writes pending changes if due, or now with `force` (at exit): whether it wrote.
-    pub fn flush(&mut self, world: &World, force: bool) -> bool {
+    /// Starts writing pending changes if due and no write runs: whether it started one.
+    pub fn flush(&mut self, world: &World) -> bool {
+        self.collect();
         let now = Instant::now();
-        if !self.pending || (!force && self.due_in(now).is_some_and(|d| !d.is_zero())) {
+        if self.running.is_some() || self.due_in(now).is_none_or(|d| !d.is_zero()) {
             return false;
         }
-        self.pending = false;
-        if let Err(e) = self.write(world) {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot write status");
+        self.start(world)
+    }
+
+    /// Waits for the write under way, then writes what is pending (at exit).
+    pub async fn finish(&mut self, world: &World) {
+        self.wait().await;
+        if self.pending && self.start(world) {
+            self.wait().await;
         }
-        let took = now.elapsed();
-        tracing::debug!(?took, "status written");
-        self.gap = self.every.max(took * BUSY_FACTOR);
-        self.last = Some(Instant::now());
+    }
+
+    /// Waits for the write under way, if any.
+    pub async fn wait(&mut self) {
+        if let Some((started, rx)) = self.running.take() {
+            let done = rx.await.ok();
+            self.done(started, done);
+        }
+    }
+
+    fn start(&mut self, world: &World) -> bool {
+        let Some(mut writer) = self.writer.take() else { return false };
+        self.pending = false;
+        let began = Instant::now();
+        let documents = world.status_documents();
+        tracing::debug!(took = ?began.elapsed(), objects = documents.len(), "status snapshot");
+        let (tx, rx) = oneshot::channel();
+        self.running = Some((Instant::now(), rx));
+        tokio::task::spawn_blocking(move || {
+            let result = writer.write(&documents);
+            let _ = tx.send((writer, result));
+        });
         true
     }
 
-    fn write(&mut self, world: &World) -> std::io::Result<()> {
-        let files = render(world, &self.dir);
+    /// Takes back the writer of a finished write.
+    fn collect(&mut self) {
+        let Some((started, rx)) = self.running.as_mut() else { return };
+        let done = match rx.try_recv() {
+            Ok(done) => Some(done),
+            Err(oneshot::error::TryRecvError::Empty) => return,
+            Err(oneshot::error::TryRecvError::Closed) => None,
+        };
+        let started = *started;
+        self.running = None;
+        self.done(started, done);
+    }
+
+    fn done(&mut self, started: Instant, done: Option<Written>) {
+        let took = started.elapsed();
+        tracing::debug!(?took, "status written");
+        match done {
+            Some((writer, result)) => {
+                if let Err(e) = result {
+                    tracing::error!(path = %self.path.display(), error = %e, "cannot write status");
+                }
+                self.writer = Some(writer);
+            }
+            None => {
+                // The write panicked: start afresh (rewrites every file).
+                tracing::error!(path = %self.path.display(), "status writer stopped; starting afresh");
+                self.writer =
+                    Some(Writer { path: self.path.clone(), dir: self.path.with_file_name("status"), written: None });
+                self.pending = true;
+            }
+        }
+        self.gap = self.every.max(took * BUSY_FACTOR);
+        self.last = Some(Instant::now());
+    }
+}
+
+impl Writer {
+    fn write(&mut self, documents: &[serde_json::Value]) -> std::io::Result<()> {
+        let files = render(documents, &self.dir);
         let mut text = String::from("# Status of every object, written by `vrouter-operator standalone`.\n");
         for yaml in files.values() {
             text.push_str("---\n");
@@ -109,9 +197,9 @@ impl StatusFiles {
 }
 
 /// Each object's status document as YAML, by its file.
-fn render(world: &World, dir: &Path) -> BTreeMap<PathBuf, String> {
+fn render(documents: &[serde_json::Value], dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut files = BTreeMap::new();
-    for d in &world.status_documents() {
+    for d in documents {
         let yaml = serde_saphyr::to_string(d).unwrap_or_default();
         let field = |f: &str| d.pointer(f).and_then(serde_json::Value::as_str).unwrap_or("_").to_owned();
         let file = dir
@@ -168,8 +256,8 @@ mod tests {
         w
     }
 
-    #[test]
-    fn writes_each_object_once_removes_the_gone_and_waits_between_writes() {
+    #[tokio::test]
+    async fn writes_each_object_once_removes_the_gone_and_waits_between_writes() {
         let dir = tempfile::tempdir().unwrap();
         // A file left by an earlier run for an object that no longer exists.
         std::fs::create_dir_all(dir.path().join("status/default/vroutertarget")).unwrap();
@@ -178,21 +266,26 @@ mod tests {
         assert_eq!(files.due_in(Instant::now()), None, "nothing pending");
         files.changed();
         assert_eq!(files.due_in(Instant::now()), Some(Duration::ZERO), "the first write is due at once");
-        files.flush(&world(&["a", "b"]), false);
+        assert!(files.flush(&world(&["a", "b"])));
+        assert_eq!(files.due_in(Instant::now()), None, "nothing pending while the write runs");
+        files.changed();
+        assert_eq!(files.due_in(Instant::now()), Some(RUNNING_CHECK), "looks back while the write runs");
+        assert!(!files.flush(&world(&["a", "b"])), "a second write while one runs");
+        files.wait().await;
         let target = |n: &str| dir.path().join(format!("status/default/vroutertarget/{n}.yaml"));
         assert!(target("a").exists() && target("b").exists());
         assert!(!target("old").exists(), "stale file kept");
         let all = std::fs::read_to_string(dir.path().join("status.yaml")).unwrap();
         assert!(all.contains("name: a") && all.contains("name: b"), "{all}");
 
-        // The next change waits for the interval; `force` (at exit) writes at once.
-        files.changed();
+        // The next change waits for the interval; `finish` (at exit) writes at once.
         assert!(files.due_in(Instant::now()).is_some_and(|d| d > Duration::from_secs(3000)));
         let w = world(&["a"]);
-        files.flush(&w, false);
+        assert!(!files.flush(&w));
+        files.wait().await;
         assert!(target("b").exists(), "written before the interval passed");
         std::fs::write(target("a"), "tampered").unwrap();
-        files.flush(&w, true);
+        files.finish(&w).await;
         assert!(!target("b").exists(), "the file of a removed target stays");
         // Unchanged objects are not rewritten (their text is known from the last write).
         assert_eq!(std::fs::read_to_string(target("a")).unwrap(), "tampered");
