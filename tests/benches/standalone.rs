@@ -58,11 +58,11 @@ fn ratio(ours: Duration, base: Duration) -> Option<f64> {
     (base > Duration::ZERO).then(|| ours.as_secs_f64() / base.as_secs_f64())
 }
 
-fn operator_command(bin: &Path, site: &Path, state: &Path, port: u16) -> Command {
+/// `log`: the operator's log filter (`BENCH_OPERATOR_LOG`, e.g. `info` shows when the operator
+/// saw the change and ran its passes; `warn` without it).
+fn operator_command(bin: &Path, site: &Path, state: &Path, port: u16, log: Option<&str>) -> Command {
     let mut c = Command::new(bin);
-    // BENCH_OPERATOR_LOG=info shows when the operator saw the change and ran its passes.
-    let log = std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".to_owned());
-    c.args(["--log", &log, "standalone"]).arg(site).arg("--state-dir").arg(state).args([
+    c.args(["--log", log.unwrap_or("warn"), "standalone"]).arg(site).arg("--state-dir").arg(state).args([
         "--listen",
         &format!("127.0.0.1:{port}"),
         "--poll-ms",
@@ -97,7 +97,8 @@ async fn run_size(n: usize) -> Vec<Row> {
     let mut rows = Vec::new();
     let tmp = tempfile::tempdir().unwrap();
     // With the operator's log asked for, its logs (op1.log, op2.log after the restart) are kept.
-    let logs = match std::env::var_os("BENCH_OPERATOR_LOG") {
+    let operator_log = std::env::var("BENCH_OPERATOR_LOG").ok();
+    let logs = match operator_log {
         Some(_) => std::env::temp_dir().join(format!("vrouter-bench-{n}-{}", std::process::id())),
         None => tmp.path().to_owned(),
     };
@@ -108,7 +109,11 @@ async fn run_size(n: usize) -> Vec<Row> {
     let tokens = issue_tokens(&op_bin, &state, "r-", n, tmp.path());
 
     let port = free_port();
-    let mut operator = Proc::spawn("operator", operator_command(&op_bin, &site, &state, port), &logs.join("op1.log"));
+    let mut operator = Proc::spawn(
+        "operator",
+        operator_command(&op_bin, &site, &state, port, operator_log.as_deref()),
+        &logs.join("op1.log"),
+    );
     wait_until(Duration::from_secs(60), "the operator wrote ca.pem", || async { state.join("ca.pem").exists() }).await;
     assert!(operator.running(), "the operator stopped:\n{}", operator.output());
     // The operator's own footprint before any router connects (manifests read, PKI open).
@@ -169,7 +174,7 @@ async fn run_size(n: usize) -> Vec<Row> {
     let mut pending: Vec<usize> = (0..n).collect();
     let mut lat = Vec::with_capacity(n);
     let start = Instant::now();
-    if std::env::var_os("BENCH_OPERATOR_LOG").is_some() {
+    if operator_log.is_some() {
         let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         eprintln!("{n}: fan-out starts at unix {:.3}; operator logs in {}", unix.as_secs_f64(), logs.display());
     }
@@ -190,7 +195,11 @@ async fn run_size(n: usize) -> Vec<Row> {
     operator.kill();
     wait_until(GUARD, "every router noticed the operator is gone", || async { fleet.connected() == 0 }).await;
     let start = Instant::now();
-    let mut operator = Proc::spawn("operator", operator_command(&op_bin, &site, &state, port), &logs.join("op2.log"));
+    let mut operator = Proc::spawn(
+        "operator",
+        operator_command(&op_bin, &site, &state, port, operator_log.as_deref()),
+        &logs.join("op2.log"),
+    );
     wait_until(GUARD, "the first session back", || async { fleet.connected() > 0 }).await;
     let storm_first = start.elapsed();
     wait_until(GUARD, "every session back", || async { fleet.connected() == n }).await;

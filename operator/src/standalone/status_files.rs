@@ -59,10 +59,9 @@ struct Writer {
 impl StatusFiles {
     /// Status files at `path` (`status.yaml`) and beside it (`status/`).
     pub fn new(path: &Path, every: Duration) -> StatusFiles {
-        let writer = Writer { path: path.to_owned(), dir: path.with_file_name("status"), written: None };
         StatusFiles {
             every,
-            writer: Some(writer),
+            writer: Some(Writer::new(path)),
             running: None,
             path: path.to_owned(),
             last: None,
@@ -155,8 +154,7 @@ impl StatusFiles {
             None => {
                 // The write panicked: start afresh (rewrites every file).
                 tracing::error!(path = %self.path.display(), "status writer stopped; starting afresh");
-                self.writer =
-                    Some(Writer { path: self.path.clone(), dir: self.path.with_file_name("status"), written: None });
+                self.writer = Some(Writer::new(&self.path));
                 self.pending = true;
             }
         }
@@ -166,6 +164,11 @@ impl StatusFiles {
 }
 
 impl Writer {
+    /// A writer that has written nothing yet: its first write rewrites every file.
+    fn new(path: &Path) -> Writer {
+        Writer { path: path.to_owned(), dir: path.with_file_name("status"), written: None }
+    }
+
     fn write(&mut self, documents: &[serde_json::Value]) -> std::io::Result<()> {
         let files = render(documents, &self.dir);
         let mut text = String::from("# Status of every object, written by `vrouter-operator standalone`.\n");
