@@ -152,6 +152,10 @@ struct WebhookArgs {
     /// Longest a review may take (rendering); keep it below the configuration's timeoutSeconds.
     #[arg(long, default_value = "8s", value_parser = parse_go_duration)]
     webhook_timeout: Duration,
+    /// Another DNS name or IP address the API server reaches the webhook by, when the
+    /// configuration uses `clientConfig.url` instead of the Service (repeatable).
+    #[arg(long)]
+    webhook_host: Vec<String>,
 }
 
 // Parsed once at start: the size of the largest variant does not matter.
@@ -434,6 +438,7 @@ async fn run_in_cluster(
                 .context("--webhook-listen needs --webhook-namespace (or POD_NAMESPACE)")?,
             config_name: webhook.webhook_config_name,
             review_timeout: webhook.webhook_timeout,
+            extra_hosts: webhook.webhook_host,
         };
         let bound =
             vrouter_operator::webhook::spawn(client.clone(), pki, hub.metrics().clone(), config, shutdown.clone())

@@ -336,8 +336,12 @@ impl Pki {
 
     /// Issues a server certificate for other endpoints of the operator (the admission webhook),
     /// valid for `lifetime`; not stored.
-    pub fn issue_server_cert(&self, dns_names: &[String], lifetime: Duration) -> Result<ServerIdentity, PkiError> {
-        issue_server(&self.issuer, dns_names, &[], lifetime, self.config.clock_skew)
+    /// Names that are IP addresses become IP SANs (a webhook reached by `url: https://127.0.0.1:…`).
+    pub fn issue_server_cert(&self, names: &[String], lifetime: Duration) -> Result<ServerIdentity, PkiError> {
+        let (ips, dns): (Vec<&String>, Vec<&String>) = names.iter().partition(|n| n.parse::<IpAddr>().is_ok());
+        let ips: Vec<IpAddr> = ips.iter().filter_map(|n| n.parse().ok()).collect();
+        let dns: Vec<String> = dns.into_iter().cloned().collect();
+        issue_server(&self.issuer, &dns, &ips, lifetime, self.config.clock_skew)
     }
 
     /// Read-modify-write of one JSON item through the store (safe against other processes

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +31,20 @@ pub enum CaBundleError {
     Conflicts(String),
 }
 
+/// The strategic merge patch that sets `caBundle` of the webhooks named `names` (the list is
+/// merged by webhook name), conditional on `resource_version`. A patch, not a replace: RBAC grants
+/// the operator `patch` on its configuration, never `update`, and a patch leaves every other
+/// field as the chart wrote it.
+pub fn ca_bundle_patch(names: &[&str], ca: &ByteString, resource_version: Option<&str>) -> serde_json::Value {
+    let webhooks: Vec<serde_json::Value> =
+        names.iter().map(|n| serde_json::json!({"name": n, "clientConfig": {"caBundle": ca}})).collect();
+    let mut patch = serde_json::json!({ "webhooks": webhooks });
+    if let Some(rv) = resource_version {
+        patch["metadata"] = serde_json::json!({ "resourceVersion": rv });
+    }
+    patch
+}
+
 /// Sets `caBundle` of every webhook in configuration `name` to `ca_pem`; how many webhooks
 /// changed (0: all were current, nothing written). Writes are conditional on the version read.
 pub async fn patch_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> Result<usize, CaBundleError> {
@@ -38,19 +52,21 @@ pub async fn patch_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> Resul
     let err = |e: kube::Error| CaBundleError::Api { name: name.to_owned(), source: Box::new(e) };
     let want = ByteString(ca_pem.as_bytes().to_vec());
     for _ in 0..MAX_ATTEMPTS {
-        let mut config =
+        let config =
             api.get_opt(name).await.map_err(err)?.ok_or_else(|| CaBundleError::NotFound(name.to_owned()))?;
-        let mut changed = 0;
-        for w in config.webhooks.iter_mut().flatten() {
-            if w.client_config.ca_bundle.as_ref() != Some(&want) {
-                w.client_config.ca_bundle = Some(want.clone());
-                changed += 1;
-            }
-        }
-        if changed == 0 {
+        let stale: Vec<&str> = config
+            .webhooks
+            .iter()
+            .flatten()
+            .filter(|w| w.client_config.ca_bundle.as_ref() != Some(&want))
+            .map(|w| w.name.as_str())
+            .collect();
+        if stale.is_empty() {
             return Ok(0);
         }
-        match api.replace(name, &PostParams::default(), &config).await {
+        let changed = stale.len();
+        let patch = ca_bundle_patch(&stale, &want, config.metadata.resource_version.as_deref());
+        match api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
             Ok(_) => return Ok(changed),
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
             Err(e) => return Err(err(e)),

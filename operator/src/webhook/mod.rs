@@ -71,6 +71,9 @@ pub struct WebhookConfig {
     pub config_name: Option<String>,
     /// Longest a review may take (rendering); past it the request is denied.
     pub review_timeout: Duration,
+    /// Other names or addresses the API server reaches the webhook by (a configuration with
+    /// `clientConfig.url`, e.g. an operator outside the cluster); they join the certificate.
+    pub extra_hosts: Vec<String>,
 }
 
 /// The names a Service is reached by from the API server.
@@ -297,7 +300,8 @@ pub async fn spawn(
     config: WebhookConfig,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, WebhookError> {
-    let names = service_dns_names(&config.service, &config.namespace);
+    let mut names = service_dns_names(&config.service, &config.namespace);
+    names.extend(config.extra_hosts.iter().cloned());
     let tls = tls_config(pki.clone(), names)?;
     let app = router(Arc::new(client.clone()), metrics, config.review_timeout);
     let addr = serve_tls(config.listen, tls, app, shutdown.clone()).await?;

@@ -37,15 +37,18 @@ const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n
 async fn the_ca_bundle_of_every_webhook_is_set_with_a_fenced_write() {
     let (client, api) = mock(vec![
         expect("GET", CONFIG, webhook_config(&[None, Some(&b64("old"))], "5")),
-        expect("PUT", format!("{CONFIG}?"), Value::Null),
+        expect("PATCH", format!("{CONFIG}?"), Value::Null),
     ]);
     assert_eq!(ca_bundle::patch_ca_bundle(&client, "vrouter-operator", CA).await.unwrap(), 2);
     let bodies = api.await.unwrap();
-    let put = &bodies[1];
-    assert_eq!(put["metadata"]["resourceVersion"], "5");
-    for w in put["webhooks"].as_array().unwrap() {
-        assert_eq!(w["clientConfig"]["caBundle"], b64(CA));
-        assert_eq!(w["clientConfig"]["service"]["name"], "vrouter-webhook", "the rest is kept");
+    // A strategic merge patch (RBAC: `patch`, never `update`) naming only what changes.
+    let patch = &bodies[1];
+    assert_eq!(patch["metadata"]["resourceVersion"], "5");
+    let webhooks = patch["webhooks"].as_array().unwrap();
+    assert_eq!(webhooks.len(), 2);
+    for (i, w) in webhooks.iter().enumerate() {
+        assert_eq!(w["name"], format!("w{i}.vrouter.kojuro.date"));
+        assert_eq!(w["clientConfig"], json!({"caBundle": b64(CA)}), "nothing else is written");
     }
 }
 
@@ -57,9 +60,9 @@ async fn a_current_ca_bundle_is_not_written_and_conflicts_are_retried() {
 
     let (client, api) = mock(vec![
         expect("GET", CONFIG, webhook_config(&[None], "5")),
-        failure("PUT", format!("{CONFIG}?"), 409, "Conflict"),
+        failure("PATCH", format!("{CONFIG}?"), 409, "Conflict"),
         expect("GET", CONFIG, webhook_config(&[None, None], "6")),
-        expect("PUT", format!("{CONFIG}?"), Value::Null),
+        expect("PATCH", format!("{CONFIG}?"), Value::Null),
     ]);
     assert_eq!(ca_bundle::patch_ca_bundle(&client, "vrouter-operator", CA).await.unwrap(), 2);
     let bodies = api.await.unwrap();

@@ -1,0 +1,206 @@
+//! The operator on a real control plane ([`crate::control_plane`]): the CRDs installed, the chart
+//! installed with the real Helm library, ServiceAccount tokens from the TokenRequest API, and
+//! operator processes started out of cluster with the flags the chart's Deployment gives them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::control_plane::{ControlPlane, KubeUser, KubectlResult, kubectl, write_kubeconfig};
+use crate::faults::{Proc, free_port};
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
+}
+
+/// The chart's directory.
+pub fn chart_dir() -> PathBuf {
+    repo_root().join("charts/vrouter-operator")
+}
+
+/// A control plane with the vrouter CRDs installed (from `vrouter-operator crds`) and Established.
+pub struct Cluster {
+    /// The control plane.
+    pub plane: ControlPlane,
+    /// A scratch directory for the test (kubeconfigs, state directories, logs).
+    pub scratch: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts a control plane from `bin` and installs the CRDs the operator prints.
+    pub fn start(bin: &Path) -> Cluster {
+        let plane = ControlPlane::start(bin).unwrap_or_else(|e| panic!("control plane: {e}"));
+        let scratch = tempfile::Builder::new().prefix("vrouter-cluster-").tempdir().expect("scratch dir");
+        let cluster = Cluster { plane, scratch };
+        let crds = operator_crds();
+        cluster.must(&["apply", "--server-side", "--field-manager=vrouter-test", "-f", "-"], Some(&crds));
+        cluster.must(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"], None);
+        cluster
+    }
+
+    /// kubectl as the admin; panics with both outputs and the control plane's logs on failure.
+    pub fn must(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let r = self.plane.kubectl(args, stdin);
+        assert!(r.ok, "kubectl {}: {}\n{}\n{}", args.join(" "), r.stderr, r.stdout, self.plane.logs());
+        r.stdout
+    }
+
+    /// kubectl as the admin.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> KubectlResult {
+        self.plane.kubectl(args, stdin)
+    }
+
+    /// A kubeconfig for ServiceAccount `namespace/name`, with a token from the TokenRequest API.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
+        let token = self.must(&["-n", namespace, "create", "token", name, "--duration=2h"], None);
+        let path = self.scratch.path().join(format!("{namespace}-{name}.kubeconfig"));
+        write_kubeconfig(&path, &self.plane.server(), self.plane.ca_pem(), KubeUser::Token(token.trim()))
+            .expect("write the ServiceAccount kubeconfig");
+        path
+    }
+
+    /// Runs kubectl with `kubeconfig` (another identity than the admin).
+    pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> KubectlResult {
+        kubectl(kubeconfig, args, stdin)
+    }
+
+    /// A JSON object from `kubectl get -o json`.
+    pub fn get_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.must(&all, None)).expect("kubectl printed JSON")
+    }
+}
+
+/// `vrouter-operator crds`.
+pub fn operator_crds() -> String {
+    let out = Command::new(crate::workspace_bin("vrouter-operator", "vrouter-operator"))
+        .arg("crds")
+        .output()
+        .expect("run vrouter-operator crds");
+    assert!(out.status.success(), "vrouter-operator crds: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// The Python that has helm-python-sdk (`VROUTER_HELM_PYTHON`, or the chart check's virtualenv).
+pub fn helm_python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("VROUTER_HELM_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = std::env::var_os("VROUTER_CHART_VENV").map(PathBuf::from)?;
+    Some(venv.join("bin/python"))
+}
+
+/// Runs `tests/kube/helm.py` (the real Helm library) and returns the manifest it prints.
+pub fn helm(args: &[&str]) -> Result<String, String> {
+    let python = helm_python().ok_or("set VROUTER_HELM_PYTHON or VROUTER_CHART_VENV (charts/check.sh builds it)")?;
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/kube/helm.py"))
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run helm.py: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Where a chart-configured operator process listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// The agent endpoint.
+    pub agent: u16,
+    /// Metrics and health.
+    pub metrics: u16,
+    /// The admission webhook.
+    pub webhook: u16,
+}
+
+impl Ports {
+    /// Free loopback ports.
+    pub fn free() -> Ports {
+        Ports { agent: free_port(), metrics: free_port(), webhook: free_port() }
+    }
+}
+
+/// The operator's arguments from the chart's Deployment in the cluster, with the addresses moved
+/// to loopback `ports` and the state directory to `state_dir` (no pod, no volume here).
+pub fn chart_operator_args(deployment: &serde_json::Value, ports: Ports, state_dir: &Path) -> Vec<String> {
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("the Deployment's container has args");
+    args.iter()
+        .filter_map(|a| a.as_str())
+        .map(|a| {
+            let flag = a.split('=').next().unwrap_or(a);
+            match flag {
+                "--listen" => format!("--listen=127.0.0.1:{}", ports.agent),
+                "--metrics-listen" => format!("--metrics-listen=127.0.0.1:{}", ports.metrics),
+                "--webhook-listen" => format!("--webhook-listen=127.0.0.1:{}", ports.webhook),
+                "--state-dir" => format!("--state-dir={}", state_dir.display()),
+                _ => a.to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// An operator process running out of cluster as one replica of the chart's Deployment.
+pub struct OperatorProc {
+    /// The process.
+    pub proc: Proc,
+    /// Its ports.
+    pub ports: Ports,
+    /// Its pod's name (POD_NAME).
+    pub pod: String,
+}
+
+impl OperatorProc {
+    /// Starts `vrouter-operator` with `args`, `kubeconfig` and the downward-API variables of pod
+    /// `namespace/pod`; its log is `<log_dir>/<pod>.log`.
+    pub fn start(
+        args: &[String],
+        kubeconfig: &Path,
+        namespace: &str,
+        pod: &str,
+        ports: Ports,
+        log_dir: &Path,
+    ) -> OperatorProc {
+        let mut cmd = Command::new(crate::workspace_bin("vrouter-operator", "vrouter-operator"));
+        cmd.args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", pod)
+            .env("POD_NAMESPACE", namespace)
+            .env("VROUTER_LOG", "info,vrouter_operator=debug")
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        let proc = Proc::spawn(pod, cmd, &log_dir.join(format!("{pod}.log")));
+        OperatorProc { proc, ports, pod: pod.to_owned() }
+    }
+
+    /// The agent endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.ports.agent)
+    }
+
+    /// GETs `path` on the metrics endpoint (plain HTTP): the body, or None if it does not answer.
+    pub async fn http_get(&self, path: &str) -> Option<String> {
+        http_get(self.ports.metrics, path).await
+    }
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1:`port` (the operator's metrics and health endpoint).
+pub async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(("127.0.0.1", port)))
+        .await
+        .ok()?
+        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
