@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use crate::conditions::{condition, set_condition};
+use crate::conditions::{condition, set_condition, stamp_generation};
 use crate::crd::{
     ANNOTATION_BINDING, ANNOTATION_TARGET, ConfigPhase, VRouterBinding, VRouterBindingStatus, VRouterConfig,
     VRouterConfigStatus,
@@ -103,6 +103,7 @@ pub fn plan_cached(
             &mut status.conditions,
             condition("Progressing", false, "Paused", "the binding is paused", now, &old),
         );
+        stamp_generation(&mut status.conditions, status.observed_generation);
         out.status = status;
         return out;
     }
@@ -111,6 +112,7 @@ pub fn plan_cached(
         Err(e) => {
             // Nothing renders: keep every generated config as it is.
             set_condition(&mut status.conditions, condition("Ready", false, "RenderFailed", e.0, now, &old));
+            stamp_generation(&mut status.conditions, status.observed_generation);
             out.status = status;
             return out;
         }
@@ -198,6 +200,7 @@ pub fn plan_cached(
         condition("Progressing", progressing, if progressing { "RollingOut" } else { "Complete" }, pmsg, now, &old),
     );
     out.requeue_after = decision.requeue_after;
+    stamp_generation(&mut status.conditions, status.observed_generation);
     out.status = status;
     out
 }

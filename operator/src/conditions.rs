@@ -30,6 +30,25 @@ pub fn condition(
     }
 }
 
+/// Marks every condition as computed for `generation` (`metadata.generation` of the object whose
+/// status they are in), as `kubectl wait` and tools like Argo CD read them.
+pub fn stamp_generation(list: &mut [Condition], generation: Option<i64>) {
+    for c in list {
+        c.observed_generation = generation;
+    }
+}
+
+/// Sets `Ready` to follow `from` (same status, reason and message), or to False with
+/// `reason_if_missing` when `from` is not set.
+pub fn ready_follows(list: &mut Vec<Condition>, from: &str, reason_if_missing: &str, now: SystemTime) {
+    let old = list.clone();
+    let c = match list.iter().find(|c| c.type_ == from) {
+        Some(f) => condition("Ready", f.status == "True", &f.reason, f.message.clone(), now, &old),
+        None => condition("Ready", false, reason_if_missing, "", now, &old),
+    };
+    set_condition(list, c);
+}
+
 /// Replaces the condition of the same type, or adds it.
 pub fn set_condition(list: &mut Vec<Condition>, c: Condition) {
     match list.iter_mut().find(|x| x.type_ == c.type_) {
@@ -57,5 +76,25 @@ mod tests {
         let old = list.clone();
         set_condition(&mut list, condition("Ready", true, "C", "z", t1, &old));
         assert_eq!(list[0].last_transition_time, to_k8s(t1));
+    }
+
+    #[test]
+    fn ready_follows_its_source_and_conditions_carry_the_generation() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let mut list = vec![];
+        ready_follows(&mut list, "ConfigApplied", "Pending", t0);
+        assert_eq!(
+            (list[0].type_.as_str(), list[0].status.as_str(), list[0].reason.as_str()),
+            ("Ready", "False", "Pending")
+        );
+        set_condition(&mut list, condition("ConfigApplied", true, "Applied", "revision r1", t0, &[]));
+        ready_follows(&mut list, "ConfigApplied", "Pending", t0);
+        let ready = list.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str(), ready.message.as_str()),
+            ("True", "Applied", "revision r1")
+        );
+        stamp_generation(&mut list, Some(7));
+        assert!(list.iter().all(|c| c.observed_generation == Some(7)));
     }
 }

@@ -12,7 +12,7 @@ use vrouter_proto::RouterId;
 use vyos_config::{RenderOptions, Schema, Tree, canonical_text, digest_of_canonical, render_config};
 
 use crate::compose::{Composed, Part, RevisionInput, compose, revision_id_of};
-use crate::conditions::{condition, set_condition};
+use crate::conditions::{condition, ready_follows, set_condition, stamp_generation};
 use crate::crd::{
     AgentStatus, ConfigPhase, ConfigPolicy, DriftStatus, LastApply, VRouterConfig, VRouterConfigStatus, VRouterTarget,
     VRouterTargetStatus, format_duration,
@@ -289,6 +289,12 @@ impl Tracker {
                 Some(Some(desired))
             }
         };
+        finish_target(&mut status, now);
+        for n in &names {
+            if let Some(s) = self.configs.get_mut(&key(ns_name, n)) {
+                stamp_generation(&mut s.conditions, s.observed_generation);
+            }
+        }
         self.targets.insert(tkey, status);
         outcome
     }
@@ -486,6 +492,12 @@ impl Tracker {
             }
             _ => {}
         }
+        finish_target(status, now);
+        for (name, _) in &parts {
+            if let Some(s) = self.configs.get_mut(&key(ev.id.namespace(), name)) {
+                stamp_generation(&mut s.conditions, s.observed_generation);
+            }
+        }
     }
 
     /// Records a hub event (agent sessions, status and drift reports).
@@ -585,6 +597,13 @@ impl Tracker {
         // Sessions may open before the first reconcile; the next step drops unknown targets.
         f(self.targets.entry(key(id.namespace(), id.name())).or_default());
     }
+}
+
+/// The target's `Ready` (its router runs its desired revision: it follows `ConfigApplied`), and
+/// every condition stamped with the generation the status was computed for.
+fn finish_target(status: &mut VRouterTargetStatus, now: SystemTime) {
+    ready_follows(&mut status.conditions, "ConfigApplied", "Pending", now);
+    stamp_generation(&mut status.conditions, status.observed_generation);
 }
 
 /// Cuts `s` to at most `max` bytes (on a character boundary), marking the cut.

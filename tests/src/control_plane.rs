@@ -77,7 +77,8 @@ impl Certs {
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, "vrouter test cluster CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let cert = params.self_signed(&key)?;
         Ok(Certs { ca_pem: cert.pem(), issuer: Issuer::new(params, key) })
     }
@@ -117,12 +118,8 @@ pub fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, user: KubeUser<
     );
     match user {
         KubeUser::Cert { cert_pem, key_pem } => {
-            let _ = write!(
-                text,
-                "    client-certificate-data: {}\n    client-key-data: {}\n",
-                b64(cert_pem),
-                b64(key_pem)
-            );
+            let _ =
+                write!(text, "    client-certificate-data: {}\n    client-key-data: {}\n", b64(cert_pem), b64(key_pem));
         }
         KubeUser::Token(token) => {
             let _ = writeln!(text, "    token: {token}");
@@ -158,11 +155,13 @@ fn permit() -> Permit {
         used = FREED.wait(used).unwrap_or_else(|e| e.into_inner());
     }
     *used += 1;
-    Permit { release: || {
-        let mut used = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
-        *used = used.saturating_sub(1);
-        FREED.notify_one();
-    } }
+    Permit {
+        release: || {
+            let mut used = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+            *used = used.saturating_sub(1);
+            FREED.notify_one();
+        },
+    }
 }
 
 /// A slot of [`permit`], given back on drop.
@@ -232,8 +231,13 @@ impl ControlPlane {
         let apiserver_port = free_port();
         let server = format!("https://127.0.0.1:{apiserver_port}");
         let kubeconfig = root.join("admin.kubeconfig");
-        write_kubeconfig(&kubeconfig, &server, &certs.ca_pem, KubeUser::Cert { cert_pem: &admin_cert, key_pem: &admin_key })
-            .map_err(io("write the admin kubeconfig"))?;
+        write_kubeconfig(
+            &kubeconfig,
+            &server,
+            &certs.ca_pem,
+            KubeUser::Cert { cert_pem: &admin_cert, key_pem: &admin_key },
+        )
+        .map_err(io("write the admin kubeconfig"))?;
 
         let mut args: Vec<String> = vec![
             format!("--etcd-servers={etcd_url}"),
@@ -455,7 +459,9 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Kubectl
         .stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return KubectlResult { ok: false, stdout: String::new(), stderr: format!("cannot run kubectl: {e}") },
+        Err(e) => {
+            return KubectlResult { ok: false, stdout: String::new(), stderr: format!("cannot run kubectl: {e}") };
+        }
     };
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         let _ = pipe.write_all(text.as_bytes());

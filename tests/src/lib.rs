@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cluster;
+pub mod control_plane;
 pub mod echo;
 pub mod faults;
-pub mod control_plane;
 pub mod measure;
 pub mod qga;
 pub mod vm;

@@ -20,8 +20,11 @@ fn bin() -> PathBuf {
 fn doc_examples() -> Vec<(String, String)> {
     let root = repo_root();
     let mut files = vec![root.join("README.md")];
-    let mut docs: Vec<PathBuf> =
-        std::fs::read_dir(root.join("docs")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "md")).collect();
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
     docs.sort();
     files.extend(docs);
     let mut out = Vec::new();
@@ -33,7 +36,12 @@ fn doc_examples() -> Vec<(String, String)> {
             match &mut block {
                 None if t.starts_with("```yaml") => block = Some(Vec::new()),
                 Some(lines) if t.starts_with("```") => {
-                    let indent = lines.iter().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
+                    let indent = lines
+                        .iter()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| l.len() - l.trim_start().len())
+                        .min()
+                        .unwrap_or(0);
                     let body: Vec<&str> = lines.iter().map(|l| l.get(indent..).unwrap_or("")).collect();
                     let body = body.join("\n");
                     if body.contains("apiVersion: vrouter.kojuro.date/") {
@@ -55,7 +63,9 @@ fn namespaces_in(text: &str) -> Vec<String> {
         .lines()
         .map(|l| l.split('#').next().unwrap_or_default())
         .flat_map(|l| l.match_indices("namespace:").map(move |(i, m)| &l[i + m.len()..]))
-        .map(|rest| rest.trim_start().split([',', '}', ' ']).next().unwrap_or_default().trim_matches(['"', '\'']).to_owned())
+        .map(|rest| {
+            rest.trim_start().split([',', '}', ' ']).next().unwrap_or_default().trim_matches(['"', '\'']).to_owned()
+        })
         .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
         .collect();
     out.sort();
@@ -68,7 +78,10 @@ fn namespaces_in(text: &str) -> Vec<String> {
 /// server-side apply and strict field validation; wrong types, unknown fields and out-of-range
 /// values are refused by the API server itself; printer columns and short names work.
 #[test]
-#[cfg_attr(not(kube_plane), ignore = "needs VROUTER_KUBE_BIN=<dir with etcd, kube-apiserver, kube-controller-manager> at build time")]
+#[cfg_attr(
+    not(kube_plane),
+    ignore = "needs VROUTER_KUBE_BIN=<dir with etcd, kube-apiserver, kube-controller-manager> at build time"
+)]
 fn crds_examples_and_schema_validation() {
     let cluster = Cluster::start(&bin());
     let root = repo_root();
@@ -79,7 +92,9 @@ fn crds_examples_and_schema_validation() {
     cluster.must(&["apply", "--server-side", "--field-manager=vrouter-test", "-f", chart_crds.to_str().unwrap()], None);
     cluster.must(&["wait", "--for=condition=Established", "--timeout=30s", "crd", "--all"], None);
     let crds = cluster.must(&["get", "crd", "-o", "name"], None);
-    for kind in ["vroutertemplates", "vrouterparams", "vroutertargets", "vrouterbindings", "vrouterconfigs", "proxmoxclusters"] {
+    for kind in
+        ["vroutertemplates", "vrouterparams", "vroutertargets", "vrouterbindings", "vrouterconfigs", "proxmoxclusters"]
+    {
         assert!(crds.contains(&format!("{kind}.vrouter.kojuro.date")), "CRD {kind} missing: {crds}");
     }
 
@@ -109,7 +124,10 @@ fn crds_examples_and_schema_validation() {
     // Refused by the API server itself (kubectl's own validation off; strict field validation is
     // the server's).
     let refused = |manifest: &str, validate: &str, want: &str| {
-        let r = cluster.kubectl(&["apply", "-n", "quickstart", "--server-side", &format!("--validate={validate}"), "-f", "-"], Some(manifest));
+        let r = cluster.kubectl(
+            &["apply", "-n", "quickstart", "--server-side", &format!("--validate={validate}"), "-f", "-"],
+            Some(manifest),
+        );
         assert!(!r.ok, "accepted, must be refused ({want}):\n{manifest}");
         assert!(r.stderr.contains(want), "refused without {want:?}: {}", r.stderr);
     };

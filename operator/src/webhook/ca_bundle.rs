@@ -52,8 +52,7 @@ pub async fn patch_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> Resul
     let err = |e: kube::Error| CaBundleError::Api { name: name.to_owned(), source: Box::new(e) };
     let want = ByteString(ca_pem.as_bytes().to_vec());
     for _ in 0..MAX_ATTEMPTS {
-        let config =
-            api.get_opt(name).await.map_err(err)?.ok_or_else(|| CaBundleError::NotFound(name.to_owned()))?;
+        let config = api.get_opt(name).await.map_err(err)?.ok_or_else(|| CaBundleError::NotFound(name.to_owned()))?;
         let stale: Vec<&str> = config
             .webhooks
             .iter()
