@@ -68,7 +68,7 @@ spec:
 fn fleet(n: usize) -> Manifests {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
     let mut m = Manifests::default();
-    for f in ["templates.yaml", "params.yaml", "routers.yaml", "bindings.yaml"] {
+    for f in ["20-templates.yaml", "10-params.yaml", "30-routers.yaml", "40-bindings.yaml"] {
         add_text(&mut m, &dir.join(f), &std::fs::read_to_string(dir.join(f)).unwrap()).unwrap();
     }
     // In files of 500 routers: the YAML reader takes at most 1,024 documents per file.

@@ -75,9 +75,9 @@ fn quickstart_converges_and_follows_changes() {
     assert_eq!(b1.tree.values(&["system", "time-zone"]), ["Europe/Paris"]);
 
     // 2. A params change reaches every router; a template change adds a leaf.
-    edit(&dir.join("params.yaml"), "timezone: Europe/Paris", "timezone: UTC");
+    edit(&dir.join("10-params.yaml"), "timezone: Europe/Paris", "timezone: UTC");
     edit(
-        &dir.join("templates.yaml"),
+        &dir.join("20-templates.yaml"),
         "        description \"WAN\"\n",
         "        description \"WAN uplink\"\n        mtu \"1500\"\n",
     );
@@ -91,9 +91,9 @@ fn quickstart_converges_and_follows_changes() {
 
     // 3. Removing the overlay binding removes what it put on the routers (Merge policy), and
     // leaves the rest alone.
-    let bindings = std::fs::read_to_string(dir.join("bindings.yaml")).unwrap();
+    let bindings = std::fs::read_to_string(dir.join("40-bindings.yaml")).unwrap();
     let kept: Vec<&str> = bindings.split("\n---\n").filter(|d| !d.contains("name: overlay")).collect();
-    std::fs::write(dir.join("bindings.yaml"), kept.join("\n---\n")).unwrap();
+    std::fs::write(dir.join("40-bindings.yaml"), kept.join("\n---\n")).unwrap();
     sync(&dir);
     let hub = running(&dir, "hub");
     assert!(!hub.tree.exists(&["interfaces", "wireguard"]));
@@ -115,7 +115,7 @@ fn quickstart_converges_and_follows_changes() {
     };
     let d = diff(&dir);
     assert_eq!(d.matches("(no change)").count(), 3, "{d}");
-    edit(&dir.join("params.yaml"), "timezone: UTC", "timezone: Asia/Tokyo");
+    edit(&dir.join("10-params.yaml"), "timezone: UTC", "timezone: Asia/Tokyo");
     let d = diff(&dir);
     assert_eq!(d.matches("set system time-zone 'Asia/Tokyo'").count(), 3, "{d}");
     // A changed value is a delete and a set, as VyOS's own diff has it.

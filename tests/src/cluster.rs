@@ -204,3 +204,95 @@ pub async fn http_get(port: u16, path: &str) -> Option<String> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
+
+/// The first file named `name` under `dir` (recursively), if any.
+pub fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).ok()?.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == name) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// Simulated routers (the agent's own `simulate` code, in process, real mTLS), each with its
+/// own state directory `<base>/<name>`.
+pub struct Routers {
+    /// Each router's fleet of one.
+    pub fleets: Vec<(String, vrouter_agent::simulate::Fleet)>,
+    /// Where their state lives.
+    pub base: PathBuf,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Routers {
+    /// Starts a router per `(namespace/name, token)`, dialing `endpoint` and trusting `ca_file`.
+    pub fn start(
+        routers: &[(String, String)],
+        endpoint: &str,
+        ca_file: &Path,
+        server_name: Option<String>,
+        base: &Path,
+    ) -> Routers {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let mut fleets = Vec::new();
+        for (identity, token) in routers {
+            let name = identity.split_once('/').map(|(_, n)| n).unwrap_or(identity);
+            let options = vrouter_agent::simulate::SimulateOptions {
+                count: 1,
+                namespace: String::new(),
+                prefix: String::new(),
+                endpoint: endpoint.to_owned(),
+                ca_file: ca_file.to_owned(),
+                server_name: server_name.clone(),
+                tokens_file: None,
+                state_dir: base.join(name),
+                sim: Default::default(),
+                commit_confirm: true,
+                reconnect: vrouter_agent::config::ReconnectConfig {
+                    min_delay_ms: 200,
+                    max_delay_ms: 2_000,
+                    ..Default::default()
+                },
+            };
+            let tokens = std::collections::HashMap::from([(identity.clone(), token.clone())]);
+            let fleet =
+                vrouter_agent::simulate::start_routers(&options, std::slice::from_ref(identity), &tokens, &shutdown)
+                    .expect("start a simulated router");
+            fleets.push((name.to_owned(), fleet));
+        }
+        Routers { fleets, base: base.to_owned(), shutdown }
+    }
+
+    /// Routers with an open session.
+    pub fn connected(&self) -> usize {
+        self.fleets.iter().map(|(_, f)| f.connected()).sum()
+    }
+
+    /// The running configuration of router `name` (the simulated `active.boot`).
+    pub fn active(&self, name: &str) -> String {
+        find_file(&self.base.join(name), "active.boot")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    /// The agent commits per revision of router `name`.
+    pub fn commits(&self, name: &str) -> std::collections::BTreeMap<String, usize> {
+        match find_file(&self.base.join(name), "commits.log") {
+            Some(log) => crate::faults::commits_per_revision(log.parent().and_then(Path::parent).unwrap_or(&self.base)),
+            None => Default::default(),
+        }
+    }
+}
+
+impl Drop for Routers {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

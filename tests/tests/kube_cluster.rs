@@ -165,3 +165,285 @@ fn crds_examples_and_schema_validation() {
     let bindings = cluster.must(&["get", "vrb", "-n", "quickstart"], None);
     assert!(bindings.lines().next().unwrap_or_default().contains("TARGETS"), "{bindings}");
 }
+
+/// Waits (polling every 500 ms) until `check` is true; panics with `what` and `context()` after
+/// `secs` seconds.
+async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check() {
+        if std::time::Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for: {what}\n{}", context());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+const RELEASE: &str = "vrouter-operator";
+const SYSTEM: &str = "vrouter-system";
+const ROUTERS: &str = "quickstart";
+
+/// The chart installed, upgraded and uninstalled through the real Helm library; the operator run
+/// with the chart's own ServiceAccount token (real RBAC, no 403) and the chart's flags; the quick
+/// start through the real webhook; simulated routers enrolled with `kubectl vrouter enroll` over
+/// mTLS; conditions, observedGeneration, printer columns and Events; a params change as one new
+/// revision with one commit per router; garbage collection of a deleted binding's configs and
+/// the Merge policy removing their paths; a hand edit of a generated config restored while
+/// another manager's field stays; least privilege.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(kube_plane),
+    ignore = "needs VROUTER_KUBE_BIN=<dir with etcd, kube-apiserver, kube-controller-manager> at build time"
+)]
+async fn the_chart_runs_the_quick_start_with_its_own_service_account() {
+    use vrouter_tests::cluster::{OperatorProc, Ports, Routers, chart_dir, chart_operator_args, helm};
+    let cluster = Cluster::start(&bin());
+    let kubeconfig = cluster.plane.kubeconfig.to_str().unwrap().to_owned();
+    let chart = chart_dir();
+    let ports = Ports::free();
+    cluster.must(&["create", "namespace", ROUTERS], None);
+    let mut values = serde_json::json!({
+        "replicaCount": 1,
+        "webhook": {"url": format!("https://127.0.0.1:{}/validate", ports.webhook)},
+        "rbac": {"namespaces": [ROUTERS]},
+    });
+
+    // Install, then upgrade with changed values: every object accepted by the API server.
+    let manifest = helm(&["install", &kubeconfig, SYSTEM, RELEASE, chart.to_str().unwrap(), &values.to_string()])
+        .unwrap_or_else(|e| panic!("helm install: {e}\n{}", cluster.plane.logs()));
+    assert!(manifest.contains("kind: Deployment"), "{manifest}");
+    values["operator"] = serde_json::json!({"concurrency": 4});
+    helm(&["upgrade", &kubeconfig, SYSTEM, RELEASE, chart.to_str().unwrap(), &values.to_string()])
+        .unwrap_or_else(|e| panic!("helm upgrade: {e}"));
+    let deployment = cluster.get_json(&["-n", SYSTEM, "get", "deployment", RELEASE]);
+    let state = cluster.scratch.path().join("operator-state");
+    let args = chart_operator_args(&deployment, ports, &state);
+    assert!(args.contains(&"--concurrency=4".to_owned()), "the upgrade reached the Deployment: {args:?}");
+    let template = &deployment["spec"]["template"];
+    let sa = template["spec"]["serviceAccountName"].as_str().unwrap().to_owned();
+
+    // The replica's pod object (no kubelet runs it; the leader label goes on it).
+    let pod_name = format!("{RELEASE}-test-0");
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod_name, "namespace": SYSTEM, "labels": template["metadata"]["labels"]},
+        "spec": {"serviceAccountName": sa, "containers": [{"name": "operator", "image": template["spec"]["containers"][0]["image"]}]},
+    });
+    cluster.must(&["apply", "-f", "-"], Some(&pod.to_string()));
+
+    // The operator runs as the chart's ServiceAccount.
+    let sa_kubeconfig = cluster.service_account_kubeconfig(SYSTEM, &sa);
+    let op = OperatorProc::start(&args, &sa_kubeconfig, SYSTEM, &pod_name, ports, cluster.scratch.path());
+    let op_log = || op.proc.output();
+    let ready_port = ports.metrics;
+    let mut ready = false;
+    for _ in 0..120 {
+        if vrouter_tests::cluster::http_get(ready_port, "/readyz").await.is_some() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(ready, "the operator never became ready:\n{}", op_log());
+
+    // The operator wrote the webhook's caBundle (a patch: RBAC grants `patch`).
+    let webhook_name = format!("{SYSTEM}-{RELEASE}");
+    eventually(
+        60,
+        "the webhook caBundle",
+        || {
+            let w = cluster.get_json(&["get", "validatingwebhookconfiguration", &webhook_name]);
+            w["webhooks"][0]["clientConfig"]["caBundle"].as_str().is_some_and(|b| !b.is_empty())
+        },
+        op_log,
+    )
+    .await;
+    // It leads and labels its pod.
+    eventually(
+        60,
+        "the leader label on the pod",
+        || {
+            let p = cluster.get_json(&["-n", SYSTEM, "get", "pod", &pod_name]);
+            p["metadata"]["labels"]["vrouter.kojuro.date/leader"] == "true"
+        },
+        op_log,
+    )
+    .await;
+
+    // The quick start, through the webhook.
+    let quickstart = repo_root().join("examples/quickstart");
+    cluster.must(&["apply", "-n", ROUTERS, "--server-side", "-f", quickstart.to_str().unwrap()], None);
+
+    // Routers enroll with tokens from `kubectl vrouter enroll`.
+    let plugin = vrouter_tests::workspace_bin("kubectl-vrouter", "kubectl-vrouter");
+    let endpoint = op.endpoint();
+    let mut routers_tokens = Vec::new();
+    let mut ca_file = PathBuf::new();
+    for name in ["hub", "branch-1", "branch-2"] {
+        let dir = cluster.scratch.path().join(format!("enroll-{name}"));
+        let out = std::process::Command::new(&plugin)
+            .args(["-n", ROUTERS, "enroll", name, "--endpoint", &endpoint, "--out-dir"])
+            .arg(&dir)
+            .env("KUBECONFIG", &cluster.plane.kubeconfig)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl vrouter enroll {name}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            op_log()
+        );
+        let toml = std::fs::read_to_string(dir.join("agent.toml")).unwrap();
+        let token = toml.lines().find_map(|l| l.trim().strip_prefix("token = ")).unwrap().trim_matches('"').to_owned();
+        routers_tokens.push((format!("{ROUTERS}/{name}"), token));
+        ca_file = dir.join("operator-ca.pem");
+    }
+    let server_name = args.iter().find_map(|a| a.strip_prefix("--server-dns-name=")).map(str::to_owned);
+    let routers =
+        Routers::start(&routers_tokens, &endpoint, &ca_file, server_name, &cluster.scratch.path().join("routers"));
+
+    // Every target and binding becomes Ready (kubectl wait on the real conditions).
+    let waited =
+        cluster.kubectl(&["-n", ROUTERS, "wait", "--for=condition=Ready", "vrt", "--all", "--timeout=180s"], None);
+    assert!(
+        waited.ok,
+        "targets not Ready: {}\n{}\n{}",
+        waited.stderr,
+        cluster.must(&["-n", ROUTERS, "get", "vrt", "-o", "yaml"], None),
+        op_log()
+    );
+    let waited =
+        cluster.kubectl(&["-n", ROUTERS, "wait", "--for=condition=Ready", "vrb", "--all", "--timeout=120s"], None);
+    assert!(
+        waited.ok,
+        "bindings not Ready: {}\n{}",
+        waited.stderr,
+        cluster.must(&["-n", ROUTERS, "get", "vrb", "-o", "yaml"], None)
+    );
+    assert_eq!(routers.connected(), 3);
+
+    // Status: observedGeneration on the status and on each condition; printer columns; Events.
+    for kind in ["vrt", "vrb"] {
+        let list = cluster.get_json(&["-n", ROUTERS, "get", kind]);
+        for item in list["items"].as_array().unwrap() {
+            let generation = &item["metadata"]["generation"];
+            assert_eq!(&item["status"]["observedGeneration"], generation, "{kind} {}", item["metadata"]["name"]);
+            for c in item["status"]["conditions"].as_array().unwrap() {
+                assert_eq!(
+                    &c["observedGeneration"], generation,
+                    "{kind} {} condition {}",
+                    item["metadata"]["name"], c["type"]
+                );
+            }
+        }
+    }
+    let table = cluster.must(&["-n", ROUTERS, "get", "vrt"], None);
+    assert!(table.lines().skip(1).all(|l| l.contains("true")), "every router shows Connected: {table}");
+    let events = cluster.must(&["-n", ROUTERS, "get", "events.events.k8s.io", "-o", "json"], None);
+    assert!(events.contains("VRouter"), "the operator records Events: {events:.400}");
+
+    // A params change through kubectl apply: one new revision, one commit on every router.
+    let revisions = |c: &Cluster| -> Vec<(String, String)> {
+        let list = c.get_json(&["-n", ROUTERS, "get", "vrt"]);
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["status"]["desiredRevision"].as_str().unwrap_or_default().to_owned(),
+                    t["status"]["appliedRevision"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let before = revisions(&cluster);
+    let params = std::fs::read_to_string(quickstart.join("10-params.yaml"))
+        .unwrap()
+        .replace("timezone: Europe/Paris", "timezone: UTC");
+    cluster.must(&["apply", "-n", ROUTERS, "--server-side", "-f", "-"], Some(&params));
+    eventually(
+        120,
+        "the new revision applied on every router",
+        || {
+            let now = revisions(&cluster);
+            now.iter().zip(&before).all(|((d, a), (d0, _))| d != d0 && a == d)
+        },
+        || format!("{:?}\n{}", revisions(&cluster), op_log()),
+    )
+    .await;
+    for (name, _) in &routers.fleets {
+        assert!(routers.active(name).contains("time-zone \"UTC\""), "{name}: {}", routers.active(name));
+        for (rev, n) in routers.commits(name) {
+            assert_eq!(n, 1, "{name}: revision {rev} committed {n} times");
+        }
+    }
+
+    // A hand edit of a generated config is put back; another manager's label stays.
+    let generated = "base.hub";
+    let original = cluster.get_json(&["-n", ROUTERS, "get", "vrc", generated])["spec"].clone();
+    cluster.must(&["-n", ROUTERS, "label", "vrc", generated, "team=net"], None);
+    cluster.must(
+        &[
+            "-n",
+            ROUTERS,
+            "patch",
+            "vrc",
+            generated,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"commands":"set system host-name hacked\n"}}"#,
+        ],
+        None,
+    );
+    eventually(
+        60,
+        "the hand edit restored",
+        || cluster.get_json(&["-n", ROUTERS, "get", "vrc", generated])["spec"] == original,
+        op_log,
+    )
+    .await;
+    let labels = &cluster.get_json(&["-n", ROUTERS, "get", "vrc", generated])["metadata"]["labels"];
+    assert_eq!(labels["team"], "net", "a field of another manager is left alone: {labels}");
+
+    // Deleting a binding: the garbage collector removes its configs, Merge removes their paths.
+    assert!(routers.active("branch-1").contains("bgp"), "{}", routers.active("branch-1"));
+    cluster.must(&["-n", ROUTERS, "delete", "vrb", "overlay"], None);
+    eventually(
+        90,
+        "the overlay configs collected",
+        || !cluster.must(&["-n", ROUTERS, "get", "vrc", "-o", "name"], None).contains("overlay."),
+        || cluster.plane.logs(),
+    )
+    .await;
+    eventually(
+        120,
+        "the overlay paths removed from the routers",
+        || routers.fleets.iter().all(|(n, _)| !routers.active(n).contains("bgp")),
+        || format!("{}\n{}", routers.active("branch-1"), op_log()),
+    )
+    .await;
+
+    // Real RBAC judged every call: no 403 in the operator's log; least privilege.
+    let log = op_log();
+    assert!(!log.contains("403") && !log.to_lowercase().contains("forbidden"), "the operator was refused:\n{log}");
+    let who = format!("--as=system:serviceaccount:{SYSTEM}:{sa}");
+    let can = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        all.push(&who);
+        cluster.kubectl(&all, None).stdout.trim().to_owned()
+    };
+    assert_eq!(can(&["get", "secrets", "-n", ROUTERS]), "yes");
+    assert_eq!(can(&["get", "secrets", "-n", "kube-system"]), "no", "Secrets outside the routers' namespaces");
+    assert_eq!(can(&["list", "secrets", "-n", ROUTERS]), "no", "Secrets are never listed");
+    assert_eq!(can(&["update", "validatingwebhookconfigurations"]), "no");
+    assert_eq!(can(&["delete", "vroutertargets", "-n", ROUTERS]), "no");
+
+    // Uninstall: the release's objects go, the CRDs and the routers' resources stay.
+    drop(op);
+    helm(&["uninstall", &kubeconfig, SYSTEM, RELEASE]).unwrap_or_else(|e| panic!("helm uninstall: {e}"));
+    let left = cluster.kubectl(&["-n", SYSTEM, "get", "deployment", RELEASE], None);
+    assert!(!left.ok, "the Deployment is gone after uninstall");
+    cluster.must(&["get", "crd", "vroutertargets.vrouter.kojuro.date"], None);
+    drop(routers);
+}

@@ -46,7 +46,19 @@ pub async fn reconcile(binding: Arc<VRouterBinding>, ctx: Arc<Context>) -> Resul
     let api: Api<VRouterConfig> = Api::namespaced(ctx.client.clone(), &ns);
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     for c in &p.write {
-        api.patch(&c.name_any(), &ssa, &Patch::Apply(c)).await.map_err(Error::kube("apply VRouterConfig"))?;
+        let live =
+            api.patch(&c.name_any(), &ssa, &Patch::Apply(c)).await.map_err(Error::kube("apply VRouterConfig"))?;
+        if live.spec != c.spec {
+            // A field another manager added (a hand edit) survives server-side apply: remove it.
+            let (l, o) = (serde_json::to_value(&live.spec), serde_json::to_value(&c.spec));
+            if let (Ok(l), Ok(o)) = (l, o) {
+                let patch = serde_json::json!({ "spec": crate::binding_plan::reset_patch(&l, &o) });
+                let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
+                api.patch(&c.name_any(), &params, &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::kube("reset VRouterConfig"))?;
+            }
+        }
     }
     for n in &p.delete {
         match api.delete(n, &DeleteParams::background()).await {
