@@ -16,7 +16,6 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -33,11 +32,11 @@ use super::{Hub, ServerConfig};
 /// A connection as tonic gets it.
 pub(crate) type AgentStream = Deadlined<TlsStream<TcpStream>>;
 
-/// Refused connections drained at once (so that the client reads the GOAWAY rather than a
-/// reset); beyond this a refused connection is dropped at once.
-const MAX_DRAINING: usize = 64;
-/// How long a refused connection is drained at most.
-const DRAIN_FOR: Duration = Duration::from_secs(1);
+/// Refused connections answered at once; beyond this a refused connection is closed without
+/// an answer (a flood gets no more than this many descriptors held by refusals).
+const MAX_ANSWERING: usize = 64;
+/// How long a refused connection is kept to answer its requests.
+const ANSWER_FOR: Duration = Duration::from_secs(2);
 
 /// The rustls settings: the server certificate from the PKI, client certificates optional and,
 /// when presented, verified against the CA; ALPN h2.
@@ -74,7 +73,7 @@ struct Context {
     config: ServerConfig,
     limiter: Arc<ConnLimiter>,
     refusals: Arc<Refusals>,
-    draining: AtomicUsize,
+    answering: AtomicUsize,
 }
 
 /// Accepts on `listener` in a background task and yields connections ready for tonic; stops
@@ -94,7 +93,7 @@ pub(crate) fn incoming(
         ),
         refusals: Arc::new(Refusals::new(metrics.connection_refusals.clone())),
         acceptor: TlsAcceptor::from(tls),
-        draining: AtomicUsize::new(0),
+        answering: AtomicUsize::new(0),
         hub,
         config,
     });
@@ -170,9 +169,10 @@ async fn handshake(cx: Arc<Context>, tcp: TcpStream, tx: mpsc::Sender<io::Result
     let _ = tx.send(Ok(conn)).await;
 }
 
-/// Answers a connection over the cap with an HTTP/2 GOAWAY (ENHANCE_YOUR_CALM, with the reason
-/// as debug data: the client's error names it), then closes it.
-async fn refuse(cx: &Context, mut tls: TlsStream<TcpStream>, peer: SocketAddr, exceeded: Exceeded) {
+/// Answers a connection over the cap: every request on it gets the gRPC status
+/// RESOURCE_EXHAUSTED with the reason (so the client's error names it), for at most
+/// [`ANSWER_FOR`]; then it is closed.
+async fn refuse(cx: &Context, tls: TlsStream<TcpStream>, peer: SocketAddr, exceeded: Exceeded) {
     let (reason, text) = match exceeded {
         Exceeded::PerSource => (
             Reason::PerSource,
@@ -187,35 +187,33 @@ async fn refuse(cx: &Context, mut tls: TlsStream<TcpStream>, peer: SocketAddr, e
         ),
     };
     cx.refusals.record(reason, Some(peer), "");
-    if cx.draining.fetch_add(1, Ordering::SeqCst) >= MAX_DRAINING {
-        cx.draining.fetch_sub(1, Ordering::SeqCst);
+    if cx.answering.fetch_add(1, Ordering::SeqCst) >= MAX_ANSWERING {
+        cx.answering.fetch_sub(1, Ordering::SeqCst);
         return;
     }
-    let _ = tokio::time::timeout(DRAIN_FOR, async {
-        tls.write_all(&goaway(text.as_bytes())).await?;
-        tls.shutdown().await?;
-        // Read what the client already sent: closing with unread data would reset the
-        // connection, and the client might lose the GOAWAY.
-        let mut sink = [0u8; 4096];
-        while tls.read(&mut sink).await? > 0 {}
-        Ok::<_, io::Error>(())
-    })
-    .await;
-    cx.draining.fetch_sub(1, Ordering::SeqCst);
+    let text: Arc<str> = text.into();
+    let service = hyper::service::service_fn(move |_: http::Request<hyper::body::Incoming>| {
+        let response = refusal(&text);
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+    let _ = tokio::time::timeout(ANSWER_FOR, conn).await;
+    cx.answering.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// The server preface (an empty SETTINGS frame) and a GOAWAY frame: last stream 0,
-/// ENHANCE_YOUR_CALM, `debug` as debug data.
-pub(crate) fn goaway(debug: &[u8]) -> Vec<u8> {
-    const ENHANCE_YOUR_CALM: u32 = 0xb;
-    let debug = &debug[..debug.len().min(1024)];
-    let len = 8 + debug.len();
-    let mut out = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
-    out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, 0x7, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(&0u32.to_be_bytes());
-    out.extend_from_slice(&ENHANCE_YOUR_CALM.to_be_bytes());
-    out.extend_from_slice(debug);
-    out
+/// A trailers-only gRPC response: RESOURCE_EXHAUSTED, `text` as the message.
+pub(crate) fn refusal(text: &str) -> http::Response<http_body_util::Empty<bytes::Bytes>> {
+    let mut response = http::Response::new(http_body_util::Empty::new());
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", http::HeaderValue::from(tonic::Code::ResourceExhausted as i32));
+    // Printable ASCII needs no percent-encoding in grpc-message.
+    let printable: String = text.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+    if let Ok(v) = http::HeaderValue::from_str(&printable) {
+        headers.insert("grpc-message", v);
+    }
+    response
 }
 
 #[cfg(test)]
@@ -223,11 +221,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn goaway_is_settings_then_a_goaway_frame() {
-        let bytes = goaway(b"no");
-        assert_eq!(&bytes[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-        assert_eq!(&bytes[9..18], &[0, 0, 10, 7, 0, 0, 0, 0, 0]);
-        assert_eq!(&bytes[18..], &[0, 0, 0, 0, 0, 0, 0, 0xb, b'n', b'o']);
-        assert_eq!(goaway(&[b'x'; 5000]).len(), 9 + 9 + 8 + 1024);
+    fn a_refusal_is_a_trailers_only_resource_exhausted() {
+        let r = refusal("too many (at most 3)\n");
+        assert_eq!(r.status(), http::StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "application/grpc");
+        assert_eq!(r.headers()["grpc-status"], "8");
+        assert_eq!(r.headers()["grpc-message"], "too many (at most 3)?");
     }
 }
