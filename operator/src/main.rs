@@ -393,10 +393,9 @@ async fn serve_agents(
         vrouter_operator::http::spawn(metrics_listen, metrics, ready.clone(), async move { s.cancelled().await })
             .await?;
     let s = shutdown.clone();
-    let (addr, server) =
-        AgentServer::spawn(hub.clone(), endpoint, listen, async move { s.cancelled().await })
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+    let (addr, server) = AgentServer::spawn(hub.clone(), endpoint, listen, async move { s.cancelled().await })
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%addr, metrics = %http, "serving agents");
     Ok((hub, server, ready))
 }
@@ -419,8 +418,7 @@ async fn turn_away_agents(hub: Hub, leader: tokio::sync::watch::Receiver<bool>, 
 /// delivery engine on the leader only, which labels its pod for the agent Service.
 async fn run_in_cluster(
     pki_args: PkiArgs,
-    listen: SocketAddr,
-    endpoint: ServerConfig,
+    (listen, endpoint): (SocketAddr, ServerConfig),
     metrics_listen: SocketAddr,
     concurrency: u16,
     election: ElectionArgs,
@@ -577,7 +575,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Run { pki, listen, endpoint, metrics_listen, concurrency, election, webhook, qga } => {
             raise_fd_limit();
             let endpoint = endpoint.config();
-            run_in_cluster(pki, listen, endpoint, metrics_listen, concurrency.max(1), election, webhook, qga).await?;
+            run_in_cluster(pki, (listen, endpoint), metrics_listen, concurrency.max(1), election, webhook, qga).await?;
         }
         Cmd::Diff { state_dir, dir } => {
             let state = state_dir.unwrap_or_else(|| dir.join(".vrouter"));

@@ -93,9 +93,7 @@ impl TestOperator {
         let s = shutdown.clone();
         let bind = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         let (addr, handle) =
-            AgentServer::spawn(hub.clone(), server, bind, async move { s.cancelled().await })
-                .await
-                .unwrap();
+            AgentServer::spawn(hub.clone(), server, bind, async move { s.cancelled().await }).await.unwrap();
         TestOperator { hub, addr, dir: dir.to_owned(), shutdown, handle }
     }
 

@@ -98,9 +98,7 @@ pub(crate) fn incoming(
         config,
     });
     let (tx, rx) = mpsc::channel(64);
-    let mut tcp = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(cx.config.tcp_keepalive));
+    let mut tcp = TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(cx.config.tcp_keepalive));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {

@@ -80,7 +80,8 @@ impl PrefaceScan {
                     if have + n < FRAME_HEADER {
                         State::FrameHeader { header, have: have + n }
                     } else {
-                        let length = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+                        let length =
+                            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
                         let ends_headers = matches!(header[3], HEADERS | CONTINUATION) && header[4] & END_HEADERS != 0;
                         after_payload(length, ends_headers)
                     }
