@@ -108,6 +108,33 @@ struct PkiArgs {
     server_ips: Vec<IpAddr>,
 }
 
+/// Connection limits of the agent endpoint.
+#[derive(Args, Clone)]
+struct EndpointArgs {
+    /// Close agent-endpoint connections that have not sent the HTTP/2 preface and a first
+    /// request this long after their TLS handshake.
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
+    agent_preface_timeout: Duration,
+    /// Most agent-endpoint connections without a verified client certificate (enrollment,
+    /// scanners) from one address (IPv6: one /64).
+    #[arg(long, default_value_t = ServerConfig::default().max_unauthenticated_per_source)]
+    agent_max_unauthenticated_per_source: usize,
+    /// Most agent-endpoint connections without a verified client certificate in all.
+    #[arg(long, default_value_t = ServerConfig::default().max_unauthenticated)]
+    agent_max_unauthenticated: usize,
+}
+
+impl EndpointArgs {
+    fn config(&self) -> ServerConfig {
+        ServerConfig {
+            preface_timeout: self.agent_preface_timeout,
+            max_unauthenticated_per_source: self.agent_max_unauthenticated_per_source,
+            max_unauthenticated: self.agent_max_unauthenticated,
+            ..ServerConfig::default()
+        }
+    }
+}
+
 /// Leader election options of `run`.
 #[derive(Args)]
 struct ElectionArgs {
@@ -169,6 +196,8 @@ enum Cmd {
         /// Agent endpoint address.
         #[arg(long, default_value = "0.0.0.0:7443")]
         listen: SocketAddr,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
         /// Metrics and health endpoint address.
         #[arg(long, default_value = "127.0.0.1:9464")]
         metrics_listen: SocketAddr,
@@ -210,6 +239,8 @@ enum Cmd {
         /// Agent endpoint address.
         #[arg(long, default_value = "0.0.0.0:7443")]
         listen: SocketAddr,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
         /// Metrics and health endpoint address.
         #[arg(long, default_value = "0.0.0.0:9464")]
         metrics_listen: SocketAddr,
@@ -234,6 +265,8 @@ enum Cmd {
         /// Agent endpoint address.
         #[arg(long, default_value = "127.0.0.1:7443")]
         listen: SocketAddr,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
         /// Run a simulated router for every VRouterTarget.
         #[arg(long)]
         simulate: bool,
@@ -346,12 +379,13 @@ fn raise_fd_limit() {
     }
 }
 
-type ServerTask = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
+type ServerTask = tokio::task::JoinHandle<Result<(), vrouter_operator::hub::ServeError>>;
 
 /// Starts the metrics/health endpoint and the agent endpoint; the caller says when it is ready.
 async fn serve_agents(
     pki: Arc<Pki>,
     listen: SocketAddr,
+    endpoint: ServerConfig,
     metrics_listen: SocketAddr,
     shutdown: &CancellationToken,
 ) -> Result<(Hub, ServerTask, Readiness)> {
@@ -363,10 +397,9 @@ async fn serve_agents(
         vrouter_operator::http::spawn(metrics_listen, metrics, ready.clone(), async move { s.cancelled().await })
             .await?;
     let s = shutdown.clone();
-    let (addr, server) =
-        AgentServer::spawn(hub.clone(), ServerConfig::default(), listen, async move { s.cancelled().await })
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+    let (addr, server) = AgentServer::spawn(hub.clone(), endpoint, listen, async move { s.cancelled().await })
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%addr, metrics = %http, "serving agents");
     Ok((hub, server, ready))
 }
@@ -389,7 +422,7 @@ async fn turn_away_agents(hub: Hub, leader: tokio::sync::watch::Receiver<bool>, 
 /// delivery engine on the leader only, which labels its pod for the agent Service.
 async fn run_in_cluster(
     pki_args: PkiArgs,
-    listen: SocketAddr,
+    (listen, endpoint): (SocketAddr, ServerConfig),
     metrics_listen: SocketAddr,
     concurrency: u16,
     election: ElectionArgs,
@@ -411,7 +444,7 @@ async fn run_in_cluster(
     };
     let pki = open_pki_in(&pki_args, store).await?;
     let shutdown = shutdown_on_signal();
-    let (hub, server, ready) = serve_agents(pki.clone(), listen, metrics_listen, &shutdown).await?;
+    let (hub, server, ready) = serve_agents(pki.clone(), listen, endpoint, metrics_listen, &shutdown).await?;
     // Every replica that serves is ready (rolling updates, disruption budgets, webhook); agents
     // reach the leader through the leader label the agent Service selects.
     ready.set(true);
@@ -519,11 +552,11 @@ async fn run_in_cluster(
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Cmd::Serve { pki, listen, metrics_listen } => {
+        Cmd::Serve { pki, listen, endpoint, metrics_listen } => {
             raise_fd_limit();
             let pki = open_pki(&pki).await?;
             let shutdown = shutdown_on_signal();
-            let (_, server, ready) = serve_agents(pki, listen, metrics_listen, &shutdown).await?;
+            let (_, server, ready) = serve_agents(pki, listen, endpoint.config(), metrics_listen, &shutdown).await?;
             ready.set(true);
             server.await.context("agent endpoint")??;
         }
@@ -544,16 +577,28 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Crds => print!("{}", vrouter_operator::crd::crds_yaml()?),
-        Cmd::Run { pki, listen, metrics_listen, concurrency, election, webhook, qga } => {
+        Cmd::Run { pki, listen, endpoint, metrics_listen, concurrency, election, webhook, qga } => {
             raise_fd_limit();
-            run_in_cluster(pki, listen, metrics_listen, concurrency.max(1), election, webhook, qga).await?;
+            let endpoint = endpoint.config();
+            run_in_cluster(pki, (listen, endpoint), metrics_listen, concurrency.max(1), election, webhook, qga).await?;
         }
         Cmd::Diff { state_dir, dir } => {
             let state = state_dir.unwrap_or_else(|| dir.join(".vrouter"));
             print!("{}", vrouter_operator::standalone::diff(&dir, &state)?);
         }
         Cmd::Render { dir } => print!("{}", vrouter_operator::standalone::render(&dir)?),
-        Cmd::Standalone { dir, state_dir, listen, simulate, until_synced, timeout, poll_ms, retry_secs, qga } => {
+        Cmd::Standalone {
+            dir,
+            state_dir,
+            listen,
+            endpoint,
+            simulate,
+            until_synced,
+            timeout,
+            poll_ms,
+            retry_secs,
+            qga,
+        } => {
             raise_fd_limit();
             let retry = Duration::from_secs(retry_secs.max(1));
             let options = vrouter_operator::standalone::Options {
@@ -571,6 +616,7 @@ async fn run(cli: Cli) -> Result<()> {
                     ..Default::default()
                 },
                 hub: HubConfig::default(),
+                server: endpoint.config(),
                 qga: qga.options()?,
             };
             vrouter_operator::standalone::run(options, shutdown_on_signal()).await?;

@@ -63,6 +63,10 @@ pub struct Metrics {
     pub agent_sessions: Gauge,
     /// Streams refused before a session started, by reason.
     pub session_refusals: Counters,
+    /// Agent-endpoint connections refused or closed before carrying a request, by reason.
+    pub connection_refusals: Counters,
+    /// Agent-endpoint connections open without a verified client certificate.
+    pub unauthenticated_connections: Gauge,
     /// Enrollment attempts, by result (`ok` or the refusal reason).
     pub enrollments: Counters,
     /// Certificate renewals, by result.
@@ -114,6 +118,8 @@ impl Metrics {
             registry: Arc::new(std::sync::Mutex::new(Registry::default())),
             agent_sessions: Gauge::default(),
             session_refusals: Counters::default(),
+            connection_refusals: Counters::default(),
+            unauthenticated_connections: Gauge::default(),
             enrollments: Counters::default(),
             renewals: Counters::default(),
             applies: Counters::default(),
@@ -132,6 +138,16 @@ impl Metrics {
         };
         registry.register("agent_sessions", "Agent sessions currently open", m.agent_sessions.clone());
         registry.register("agent_session_refusals", "Agent streams refused, by reason", m.session_refusals.clone());
+        registry.register(
+            "agent_connections_refused",
+            "Agent endpoint connections refused or closed before carrying a request, by reason",
+            m.connection_refusals.clone(),
+        );
+        registry.register(
+            "agent_unauthenticated_connections",
+            "Agent endpoint connections open without a verified client certificate",
+            m.unauthenticated_connections.clone(),
+        );
         registry.register("enrollments", "Enrollment attempts, by result", m.enrollments.clone());
         registry.register("certificate_renewals", "Certificate renewals, by result", m.renewals.clone());
         registry.register("applies", "Applies finished, by outcome", m.applies.clone());
@@ -222,6 +238,7 @@ mod tests {
         m.set_drifted("net/r1", false);
         m.enrollment_refusals.get_or_create(&LabelKind::of("token_used")).inc();
         m.leader.set(1);
+        m.connection_refusals.get_or_create(&LabelKind::of("preface_timeout")).inc();
         m.admission_reviews
             .get_or_create(&ReviewLabels {
                 kind: "VRouterTarget".into(),
@@ -239,6 +256,8 @@ mod tests {
             "vrouter_leader 1",
             "vrouter_admission_reviews_total{kind=\"VRouterTarget\",operation=\"DELETE\",result=\"denied\"} 1",
             "vrouter_agent_sessions 0",
+            "vrouter_agent_connections_refused_total{reason=\"preface_timeout\"} 1",
+            "vrouter_agent_unauthenticated_connections 0",
             "# TYPE vrouter_apply_duration_seconds histogram",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

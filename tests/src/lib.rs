@@ -71,12 +71,23 @@ pub struct TestOperator {
     /// The state directory.
     pub dir: PathBuf,
     shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    handle: tokio::task::JoinHandle<Result<(), vrouter_operator::hub::ServeError>>,
 }
 
 impl TestOperator {
     /// Starts a hub; `addr` lets a restarted operator take the same port.
     pub async fn start(dir: &Path, hub: HubConfig, pki: PkiConfig, addr: Option<SocketAddr>) -> TestOperator {
+        TestOperator::start_with(dir, hub, ServerConfig::default(), pki, addr).await
+    }
+
+    /// Starts a hub with these endpoint settings.
+    pub async fn start_with(
+        dir: &Path,
+        hub: HubConfig,
+        server: ServerConfig,
+        pki: PkiConfig,
+        addr: Option<SocketAddr>,
+    ) -> TestOperator {
         let store = DirStore::new(dir.join("pki")).unwrap();
         let pki = Arc::new(Pki::open(Arc::new(store), pki).await.unwrap());
         let hub = Hub::new(hub, pki, Metrics::new());
@@ -84,9 +95,7 @@ impl TestOperator {
         let s = shutdown.clone();
         let bind = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         let (addr, handle) =
-            AgentServer::spawn(hub.clone(), ServerConfig::default(), bind, async move { s.cancelled().await })
-                .await
-                .unwrap();
+            AgentServer::spawn(hub.clone(), server, bind, async move { s.cancelled().await }).await.unwrap();
         TestOperator { hub, addr, dir: dir.to_owned(), shutdown, handle }
     }
 

@@ -364,3 +364,130 @@ async fn a_commit_that_cuts_the_router_off_is_rolled_back_and_not_retried() {
     agent.stop().await;
     op.stop().await;
 }
+
+/// A TLS connection to the operator without a client certificate that completes the
+/// handshake and then sends nothing.
+struct Silent {
+    /// When the handshake completed.
+    opened: tokio::time::Instant,
+    /// When the operator closed it.
+    closed: tokio::sync::oneshot::Receiver<tokio::time::Instant>,
+}
+
+impl Silent {
+    /// Opens one from `source` (a loopback address).
+    async fn open(op: &TestOperator, source: &str) -> Silent {
+        use rustls_pki_types::pem::PemObject;
+        use tokio::io::AsyncReadExt;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(op.hub.pki().ca_pem().as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let tcp = socket.connect(op.addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
+        let opened = tokio::time::Instant::now();
+        let (tx, closed) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            // EOF, or an error (closed without close_notify, reset): closed either way.
+            while let Ok(1..) = tls.read(&mut buf).await {}
+            let _ = tx.send(tokio::time::Instant::now());
+        });
+        Silent { opened, closed }
+    }
+
+    /// How long after the handshake the operator closed it (`None`: not within `within`).
+    async fn lifetime(self, within: Duration) -> Option<Duration> {
+        let closed = tokio::time::timeout(within, self.closed).await.ok()?.ok()?;
+        Some(closed - self.opened)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tls_connections_are_capped_and_closed_while_agents_get_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deadline = Duration::from_secs(6);
+    let server = vrouter_operator::hub::ServerConfig {
+        preface_timeout: deadline,
+        max_unauthenticated_per_source: 10,
+        max_unauthenticated: 15,
+        ..Default::default()
+    };
+    let op = TestOperator::start_with(&tmp.path().join("op"), fast_hub(), server, PkiConfig::default(), None).await;
+    let m = op.hub.metrics().clone();
+    let refusals = |reason: &str| Metrics::count(&m.connection_refusals, reason);
+    let unauthenticated = || m.unauthenticated_connections.get();
+
+    // 12 silent connections from one address: 10 are held, 2 refused for the source.
+    let mut silent = Vec::new();
+    for _ in 0..12 {
+        silent.push(Silent::open(&op, "127.0.0.2").await);
+    }
+    wait_until(SECS, "2 refused for their source", || async { refusals("unauthenticated_per_source") == 2 }).await;
+    assert_eq!(unauthenticated(), 10);
+
+    // A real agent enrolls (a connection without a certificate: there is room) and connects.
+    let agent = TestAgent::start(&op, "r1", &tmp.path().join("r1"), agent_options(&op)).await;
+    wait_until(SECS, "agent connected", || async { op.hub.session(&agent.id).is_some() }).await;
+    wait_until(SECS, "the enrollment connection is gone", || async { unauthenticated() == 10 }).await;
+
+    // 7 more from another address: 5 fill the total of 15, 2 are refused for the total.
+    for _ in 0..7 {
+        silent.push(Silent::open(&op, "127.0.0.3").await);
+    }
+    wait_until(SECS, "2 refused for the total", || async { refusals("unauthenticated_total") == 2 }).await;
+    assert_eq!(unauthenticated(), 15);
+
+    // The cap is full. A verified certificate is not subject to it: the agent reconnects...
+    let epoch = op.hub.session(&agent.id).unwrap().epoch;
+    op.hub.close_all("test: reconnect");
+    wait_until(SECS, "agent reconnected", || async { op.hub.session(&agent.id).is_some_and(|s| s.epoch > epoch) })
+        .await;
+    let epoch = op.hub.session(&agent.id).unwrap().epoch;
+    // ...while an enrollment is refused, and says why.
+    let ca = std::fs::read_to_string(op.write_ca(tmp.path())).unwrap();
+    let cfg = operator_config(op.endpoint(), tmp.path().join("ca.pem"));
+    let r2 = RouterId::new("test", "r2").unwrap();
+    let token = op.hub.pki().issue_token(&r2, None).await.unwrap();
+    let e = transport::enroll(&cfg, &ca, &r2, &token, &Creds::new(tmp.path().join("r2"))).await.unwrap_err();
+    assert!(e.to_string().contains("too many connections without a client certificate (at most 15)"), "{e}");
+    assert_eq!(refusals("unauthenticated_total"), 3);
+    assert_eq!(Metrics::count(&m.enrollments, "ok"), 1);
+
+    // The 15 held connections are closed at the deadline after their handshake, not before; the
+    // 4 refused ones were closed long before.
+    let lifetimes = futures::future::join_all(silent.into_iter().map(|s| s.lifetime(deadline * 2))).await;
+    let lifetimes: Vec<Duration> =
+        lifetimes.into_iter().map(|l| l.expect("a silent connection still open long after the deadline")).collect();
+    let at_deadline = lifetimes.iter().filter(|l| **l >= deadline - Duration::from_millis(100)).count();
+    let early = lifetimes.iter().filter(|l| **l < deadline / 2).count();
+    assert_eq!((at_deadline, early), (15, 4), "{lifetimes:?}");
+    assert_eq!(refusals("preface_timeout"), 15);
+    wait_until(SECS, "no unauthenticated connection left", || async { unauthenticated() == 0 }).await;
+    let text = m.encode();
+    for line in [
+        "vrouter_agent_connections_refused_total{reason=\"preface_timeout\"} 15",
+        "vrouter_agent_connections_refused_total{reason=\"unauthenticated_per_source\"} 2",
+        "vrouter_agent_connections_refused_total{reason=\"unauthenticated_total\"} 3",
+        "vrouter_agent_unauthenticated_connections 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+
+    // The agent's connection sent its first request in time: the deadline left it alone.
+    assert_eq!(op.hub.session(&agent.id).map(|s| s.epoch), Some(epoch));
+    // With room again, the enrollment goes through.
+    transport::enroll(&cfg, &ca, &r2, &token, &Creds::new(tmp.path().join("r2"))).await.unwrap();
+    agent.stop().await;
+    op.stop().await;
+}

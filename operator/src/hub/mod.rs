@@ -11,11 +11,16 @@
 //!   unless the request says `force`, so retries and reconnects never commit twice.
 //! - Liveness: HTTP/2 keepalive on the transport, plus an application heartbeat: the hub pings
 //!   every interval, and a session silent for `interval × misses` is ended.
-//! - Limits: message size, number of sessions, handshake deadline, request deadlines; each
-//!   refusal is a clear error and a counted metric.
+//! - Limits: message size, number of sessions, handshake deadline, request deadlines; on the
+//!   transport, the TLS handshake deadline, the first-request deadline and a cap on connections
+//!   without a verified client certificate; each refusal is a clear error and a counted metric.
 //!
 //! No Kubernetes types here: the controllers and the standalone mode both drive this API.
 
+mod conn_limit;
+mod listener;
+mod preface;
+mod refusals;
 mod service;
 mod session;
 
@@ -34,7 +39,7 @@ use vrouter_proto::v1::{
 use crate::metrics::{LabelKind, Metrics};
 use crate::pki::Pki;
 
-pub use service::{AgentServer, ServerConfig};
+pub use service::{AgentServer, ServeError, ServerConfig};
 pub use session::SessionInfo;
 use session::{Pending, Session};
 

@@ -2,7 +2,9 @@
 //!
 //! TLS: the server certificate from the PKI; client certificates are optional at the TLS layer
 //! (Enroll runs before a router has one) and required by `Connect`, which maps the verified
-//! certificate to a router identity and checks every `Hello` against it.
+//! certificate to a router identity and checks every `Hello` against it. Connections reach tonic
+//! through [`super::listener`]: handshake deadline, first-request deadline, and the cap on
+//! connections without a verified certificate.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 use vrouter_proto::caps;
 use vrouter_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
@@ -35,8 +37,16 @@ pub struct ServerConfig {
     pub http2_keepalive_timeout: Duration,
     /// TCP keepalive.
     pub tcp_keepalive: Duration,
-    /// TLS handshake deadline.
+    /// TLS handshake deadline (from TCP accept; includes the client certificate check).
     pub tls_handshake_timeout: Duration,
+    /// Deadline, from the end of the TLS handshake, for the HTTP/2 client preface and the
+    /// complete headers of a first request; a connection that misses it is closed.
+    pub preface_timeout: Duration,
+    /// Most connections without a verified client certificate (enrollment, scanners) from one
+    /// source (IPv4 address or IPv6 /64); more are refused.
+    pub max_unauthenticated_per_source: usize,
+    /// Most connections without a verified client certificate in all; more are refused.
+    pub max_unauthenticated: usize,
 }
 
 impl Default for ServerConfig {
@@ -46,8 +56,22 @@ impl Default for ServerConfig {
             http2_keepalive_timeout: Duration::from_secs(10),
             tcp_keepalive: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(10),
+            preface_timeout: Duration::from_secs(10),
+            max_unauthenticated_per_source: 32,
+            max_unauthenticated: 512,
         }
     }
+}
+
+/// Why the agent endpoint stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The TLS settings could not be built from the PKI's certificates.
+    #[error("agent endpoint TLS settings: {0}")]
+    Tls(String),
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
 }
 
 struct Service {
@@ -181,31 +205,26 @@ impl AgentServer {
         config: ServerConfig,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
-    ) -> Result<(), tonic::transport::Error> {
-        let server = hub.pki().server_identity().clone();
-        let tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(server.cert_pem, server.key_pem))
-            .client_ca_root(Certificate::from_pem(hub.pki().ca_pem()))
-            .client_auth_optional(true)
-            .timeout(config.tls_handshake_timeout);
+    ) -> Result<(), ServeError> {
+        let tls = super::listener::tls_config(&hub).map_err(ServeError::Tls)?;
         let limit = hub.config().max_message_bytes;
         let service = AgentServiceServer::new(Service { hub: hub.clone() })
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let (keepalive_interval, keepalive_timeout) = (config.http2_keepalive_interval, config.http2_keepalive_timeout);
+        // TCP keepalive and nodelay are set by the listener on every accepted socket.
+        let incoming = super::listener::incoming(hub.clone(), config, listener, tls);
         let closer = hub.clone();
         Server::builder()
-            .tls_config(tls)?
-            .http2_keepalive_interval(Some(config.http2_keepalive_interval))
-            .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
-            .tcp_keepalive(Some(config.tcp_keepalive))
-            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(keepalive_interval))
+            .http2_keepalive_timeout(Some(keepalive_timeout))
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async move {
                 shutdown.await;
                 closer.close_all("operator shutting down");
             })
-            .await
+            .await?;
+        Ok(())
     }
 
     /// Binds `addr` and serves in a background task; returns the bound address.
@@ -214,7 +233,7 @@ impl AgentServer {
         config: ServerConfig,
         addr: SocketAddr,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<Result<(), tonic::transport::Error>>)> {
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<Result<(), ServeError>>)> {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let handle = tokio::spawn(AgentServer::serve(hub, config, listener, shutdown));

@@ -49,6 +49,8 @@ pub struct Options {
     pub engine: EngineConfig,
     /// Hub settings.
     pub hub: HubConfig,
+    /// Agent endpoint settings (connection limits and deadlines).
+    pub server: ServerConfig,
     /// Guest-agent bootstrap and fallback for targets with a `libvirt` provider.
     pub qga: Option<QgaOptions>,
 }
@@ -244,10 +246,16 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), St
     let hub = Hub::new(options.hub.clone(), pki.clone(), Metrics::new());
     let mut hub_events = hub.subscribe();
     let s = shutdown.clone();
-    let (addr, server) =
-        AgentServer::spawn(hub.clone(), ServerConfig::default(), options.listen, async move { s.cancelled().await })
-            .await
-            .map_err(|e| setup(format!("cannot listen on {}: {e}", options.listen)))?;
+    let mut endpoint = options.server.clone();
+    if options.simulate {
+        // The simulated routers all dial from loopback and enroll at once on a first start:
+        // one source, so the per-source cap would throttle them; the total cap still holds.
+        endpoint.max_unauthenticated_per_source =
+            endpoint.max_unauthenticated_per_source.max(endpoint.max_unauthenticated);
+    }
+    let (addr, server) = AgentServer::spawn(hub.clone(), endpoint, options.listen, async move { s.cancelled().await })
+        .await
+        .map_err(|e| setup(format!("cannot listen on {}: {e}", options.listen)))?;
     tracing::info!(%addr, dir = %options.dir.display(), "standalone operator: serving agents");
     let applied = delivery::DirStore::new(options.state_dir.join("applied")).map_err(|e| setup(e.to_string()))?;
     let (engine, mut events) = Engine::new(hub.clone(), Arc::new(applied), options.engine.clone(), shutdown.clone());
