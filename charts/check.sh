@@ -3,7 +3,7 @@
 # charts/check.py for what is checked). The tools live in a Python virtualenv built from
 # charts/requirements.txt on first use (needs PyPI once; afterwards no network):
 #   ${VROUTER_CHART_VENV:-${CARGO_TARGET_DIR:-target}/chart-venv}
-# Usage: bash charts/check.sh
+# Usage: bash charts/check.sh [--tools-only]   (--tools-only: build the virtualenv and stop)
 #   VROUTER_OPERATOR=<path to vrouter-operator>: also check that it accepts the chart's flags.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,6 +47,10 @@ else
     # Written last: an interrupted install is rebuilt next time.
     echo "$want" >"$stamp"
     echo "   installed in ${SECONDS}s"
+fi
+
+if [ "${1:-}" = "--tools-only" ]; then
+    exit 0
 fi
 
 export PATH="$venv/bin:$PATH"

@@ -373,8 +373,10 @@ pub fn fresh_bin(package: &str, name: &str) -> PathBuf {
 
 fn build_bin(package: &str, name: &str, always: bool) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+    // target/<profile>/deps/<test> (tests, benches) or target/<profile>/<bin> (kube-up)
+    // → target/<profile>/<name>
+    let dir = exe.parent().unwrap();
+    let profile_dir = if dir.ends_with("deps") { dir.parent().unwrap() } else { dir }.to_owned();
     let bin = profile_dir.join(name);
     if always || !bin.exists() {
         let target = profile_dir.parent().unwrap();
