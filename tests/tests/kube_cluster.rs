@@ -439,8 +439,59 @@ async fn the_chart_runs_the_quick_start_with_its_own_service_account() {
     assert_eq!(can(&["update", "validatingwebhookconfigurations"]), "no");
     assert_eq!(can(&["delete", "vroutertargets", "-n", ROUTERS]), "no");
 
-    // Uninstall: the release's objects go, the CRDs and the routers' resources stay.
+    // Admission: the real API server calls the operator's webhook, which refuses bad input with
+    // a message naming the template, line and key.
+    let refused = |manifest: &str, want: &[&str]| {
+        let r = cluster.kubectl(&["apply", "-n", ROUTERS, "--server-side", "-f", "-"], Some(manifest));
+        assert!(!r.ok, "admitted, must be refused:\n{manifest}");
+        assert!(
+            r.stderr.contains("admission webhook \"validate.vrouter.kojuro.date\" denied the request"),
+            "{}",
+            r.stderr
+        );
+        for w in want {
+            assert!(r.stderr.contains(w), "the refusal lacks {w:?}: {}", r.stderr);
+        }
+    };
+    let template = |name: &str, commands: &str| {
+        format!(
+            "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTemplate\nmetadata: {{name: {name}}}\nspec:\n  commands: |\n    {}\n",
+            commands.replace('\n', "\n    ")
+        )
+    };
+    refused(&template("broken", "set system host-name {{ hostname"), &["template \"broken\"", "line 1"]);
+    // `system` feeds the `base` binding: a missing param there would break every router.
+    let system = std::fs::read_to_string(quickstart.join("20-templates.yaml")).unwrap();
+    let system = system.split("\n---").find(|d| d.contains("name: system")).unwrap().to_owned();
+    let with_missing = system.replacen("{{ target.name }}", "{{ no_such_param }}", 1);
+    assert_ne!(with_missing, system, "the system template names the host");
+    refused(&with_missing, &["template \"system\" (config) line 2", "no_such_param"]);
+    refused(
+        "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterConfig\nmetadata: {name: shell}\nspec:\n  targetRef: {name: hub}\n  commands: |\n    set system host-name x; reboot\n",
+        &["line 1"],
+    );
+    refused(
+        "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterConfig\nmetadata: {name: op-mode}\nspec:\n  targetRef: {name: hub}\n  commands: |\n    run show version\n",
+        &["run"],
+    );
+    refused(
+        "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterBinding\nmetadata: {name: dangling}\nspec:\n  templateRefs: [{name: nowhere}]\n  targetRefs: [{name: hub}]\n",
+        &["VRouterTemplate \"nowhere\" not found"],
+    );
+
+    // With the operator down, failurePolicy Fail (the chart's default) refuses vrouter writes.
     drop(op);
+    let r = cluster.kubectl(
+        &["apply", "-n", ROUTERS, "--server-side", "-f", "-"],
+        Some(&template("later", "set system host-name later")),
+    );
+    assert!(
+        !r.ok && r.stderr.contains("failed calling webhook"),
+        "failurePolicy Fail while the operator is down: {}",
+        r.stderr
+    );
+
+    // Uninstall: the release's objects go, the CRDs and the routers' resources stay.
     helm(&["uninstall", &kubeconfig, SYSTEM, RELEASE]).unwrap_or_else(|e| panic!("helm uninstall: {e}"));
     let left = cluster.kubectl(&["-n", SYSTEM, "get", "deployment", RELEASE], None);
     assert!(!left.ok, "the Deployment is gone after uninstall");
