@@ -209,6 +209,32 @@ where
     reader
 }
 
+impl Stores {
+    /// Waits until every store has listed its kind once (`false`: shut down first, or a
+    /// reflector stopped).
+    pub async fn synced(&self, shutdown: &CancellationToken) -> bool {
+        let all = async {
+            tokio::try_join!(
+                self.templates.wait_until_ready(),
+                self.params.wait_until_ready(),
+                self.targets.wait_until_ready(),
+                self.configs.wait_until_ready(),
+            )
+        };
+        let started = std::time::Instant::now();
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            r = all => {
+                match r {
+                    Ok(_) => tracing::info!(after = ?started.elapsed(), "caches synced: reconciling"),
+                    Err(ref e) => tracing::error!(error = %e, "a cache stopped before it synced"),
+                }
+                r.is_ok()
+            }
+        }
+    }
+}
+
 /// Starts the reflectors the controllers share.
 pub fn stores(client: &Client, shutdown: &CancellationToken) -> Stores {
     Stores {
@@ -371,6 +397,14 @@ pub async fn run(
     let delivery = Delivery { tracker: Mutex::new(Tracker::new(secret_key)), engine };
     let ctx = Arc::new(Context::new(client, stores, Some(recorder)).with_delivery(delivery).with_metrics(metrics));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    // Nothing is reconciled before every shared store has listed its kind: a target composed
+    // from a half-filled config store would be sent a partial configuration (Merge would delete
+    // the rest from the router), and a binding planned against a half-filled target store would
+    // delete the configs of the targets not seen yet. (Found on a real API server: after a
+    // restart, routers were committed partial revisions and then their old one again.)
+    if !ctx.stores.synced(&shutdown).await {
+        return;
+    }
     tokio::join!(
         run_bindings(ctx.clone(), concurrency, shutdown.clone()),
         run_targets(ctx.clone(), rx, concurrency, shutdown.clone()),
