@@ -37,7 +37,7 @@ fn sync(dir: &Path) -> String {
 }
 
 fn running(dir: &Path, router: &str) -> Config {
-    let path = dir.join(format!(".vrouter/routers/default-{router}/sim/active.boot"));
+    let path = dir.join(format!(".vrouter/routers/default_{router}/sim/active.boot"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Config::parse(&text).unwrap()
 }
