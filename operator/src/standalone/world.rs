@@ -304,3 +304,55 @@ fn namespace_configs<'a>(
 pub fn now_k8s() -> Time {
     to_k8s(SystemTime::now())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use super::*;
+    use crate::standalone::manifests::add_text;
+
+    const TARGETS: &str = "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {name: r1}\nspec: {}\n---\n\
+        apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {name: r2}\nspec: {}\n";
+
+    fn manifests(texts: &[&str]) -> Manifests {
+        let mut m = Manifests::default();
+        for (i, t) in texts.iter().enumerate() {
+            add_text(&mut m, Path::new(&format!("{i}.yaml")), t).unwrap();
+        }
+        m
+    }
+
+    fn desired(out: &StepOutput, router: &str) -> Option<String> {
+        out.desired.iter().find(|(id, _)| id.name() == router).and_then(|(_, d)| d.as_ref()).map(|d| d.config.clone())
+    }
+
+    #[test]
+    fn a_broken_template_does_not_stop_the_bindings_that_do_not_use_it() {
+        let templates = "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTemplate\nmetadata: {name: good}\n\
+            spec: {config: \"system {\\n    time-zone {{ tz }}\\n}\\n\"}\n---\n\
+            apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTemplate\nmetadata: {name: broken}\n\
+            spec: {config: \"system {\\n    host-name {% if %}\\n}\\n\"}\n";
+        let bindings = "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterBinding\nmetadata: {name: a}\n\
+            spec: {templateRefs: [{name: broken}], targetRefs: [{name: r1}]}\n---\n\
+            apiVersion: vrouter.kojuro.date/v1\nkind: VRouterBinding\nmetadata: {name: b}\n\
+            spec: {templateRefs: [{name: good}], paramsRefs: [{name: p}], targetRefs: [{name: r2}]}\n";
+        let params = |tz: &str| {
+            format!(
+                "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterParams\nmetadata: {{name: p}}\nspec: {{params: {{tz: {tz}}}}}\n"
+            )
+        };
+        let mut w = World::new(vec![0; 32]);
+        let m = manifests(&[TARGETS, templates, bindings, &params("UTC")]);
+        let out = w.step(&m, SystemTime::now());
+        assert!(desired(&out, "r2").unwrap().contains("time-zone \"UTC\""), "{out:?}");
+        let problems = w.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("VRouterBinding default/a: template \"broken\""), "{problems:?}");
+        // A params edit still reaches b's router.
+        let m = manifests(&[TARGETS, templates, bindings, &params("Asia/Tokyo")]);
+        let out = w.step(&m, SystemTime::now());
+        assert!(desired(&out, "r2").unwrap().contains("time-zone \"Asia/Tokyo\""), "{out:?}");
+    }
+}
