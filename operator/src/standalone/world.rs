@@ -14,7 +14,7 @@ use vrouter_proto::RouterId;
 
 use super::manifests::{Manifests, Namespace};
 use crate::binding_plan::{BindingPlan, Existing, plan_cached};
-use crate::crd::{VRouterBindingStatus, VRouterConfig, VRouterTargetStatus};
+use crate::crd::{ConfigPhase, VRouterBindingStatus, VRouterConfig, VRouterTargetStatus};
 use crate::delivery::{DeliveryEvent, Desired};
 use crate::generate::{Inputs, RenderCache};
 use crate::hub::HubEvent;
@@ -175,9 +175,16 @@ impl World {
         self.tracker.on_hub(ev);
     }
 
-    /// What is not yet in its desired state (empty when everything is synced).
+    /// What is not yet in its desired state (empty when everything is synced): bindings not
+    /// Ready, routers not running their desired revision, and configs that failed (a config whose
+    /// target does not exist reaches no router, so no router shows it).
     pub fn unsynced(&self, m: &Manifests) -> Vec<String> {
         let mut out = Vec::new();
+        for ((ns, name), s) in self.tracker.configs() {
+            if s.phase == ConfigPhase::Failed {
+                out.push(format!("VRouterConfig {ns}/{name}: Failed: {}", s.message.as_deref().unwrap_or_default()));
+            }
+        }
         for ((ns, name), s) in &self.bindings {
             if let Some(c) = s.conditions.iter().find(|c| c.type_ == "Ready")
                 && c.status != "True"
@@ -326,6 +333,20 @@ mod tests {
 
     fn desired(out: &StepOutput, router: &str) -> Option<String> {
         out.desired.iter().find(|(id, _)| id.name() == router).and_then(|(_, d)| d.as_ref()).map(|d| d.config.clone())
+    }
+
+    #[test]
+    fn a_failed_config_is_not_synced() {
+        let orphan = "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterConfig\nmetadata: {name: orphan}\n\
+            spec: {targetRef: {name: gone}, commands: \"set system host-name 'x'\\n\"}\n";
+        let mut w = World::new(vec![0; 32]);
+        let m = manifests(&[TARGETS, orphan]);
+        w.step(&m, SystemTime::now());
+        assert_eq!(w.unsynced(&m), ["VRouterConfig default/orphan: Failed: VRouterTarget \"gone\" not found"]);
+        // Without it, nothing is pending.
+        let m = manifests(&[TARGETS]);
+        w.step(&m, SystemTime::now());
+        assert!(w.unsynced(&m).is_empty(), "{:?}", w.unsynced(&m));
     }
 
     #[test]
