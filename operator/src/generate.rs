@@ -234,28 +234,30 @@ pub fn generate_cached(
                     },
                     binding: Some(binding_info.clone()),
                 };
-                render_target(r, &refs, &ctx).map_err(|e| explain_left_out(e, &broken)).map(|(config, commands, secrets)| {
-                    Arc::new(Generated {
-                        target: target_name.clone(),
-                        labels: BTreeMap::from([
-                            (LABEL_BINDING.to_owned(), label_value(&binding_name)),
-                            (LABEL_TARGET.to_owned(), label_value(target_name)),
-                        ]),
-                        annotations: BTreeMap::from([
-                            (ANNOTATION_BINDING.to_owned(), binding_name.clone()),
-                            (ANNOTATION_TARGET.to_owned(), target_name.clone()),
-                        ]),
-                        spec: VRouterConfigSpec {
-                            target_ref: NameRef::new(target_name.clone()),
-                            config,
-                            commands,
-                            save: binding.spec.save,
-                            priority: binding.spec.priority,
-                        },
-                        secrets,
-                        name: config_name(&binding_name, target_name),
-                    })
-                })
+                render_target(r, &refs, &ctx).map_err(|e| explain_left_out(e, &broken)).map(
+                    |(config, commands, secrets)| {
+                        Arc::new(Generated {
+                            target: target_name.clone(),
+                            labels: BTreeMap::from([
+                                (LABEL_BINDING.to_owned(), label_value(&binding_name)),
+                                (LABEL_TARGET.to_owned(), label_value(target_name)),
+                            ]),
+                            annotations: BTreeMap::from([
+                                (ANNOTATION_BINDING.to_owned(), binding_name.clone()),
+                                (ANNOTATION_TARGET.to_owned(), target_name.clone()),
+                            ]),
+                            spec: VRouterConfigSpec {
+                                target_ref: NameRef::new(target_name.clone()),
+                                config,
+                                commands,
+                                save: binding.spec.save,
+                                priority: binding.spec.priority,
+                            },
+                            secrets,
+                            name: config_name(&binding_name, target_name),
+                        })
+                    },
+                )
             }
         };
         match &result {
@@ -543,7 +545,10 @@ mod tests {
         // One that includes it fails its targets, saying why.
         let out = generate(&uses("includer"), inputs).unwrap();
         let msg = &out.failed["r1"];
-        assert!(msg.contains("\"bad\"") && msg.contains("it does not compile: template \"bad\" (config) line 2"), "{msg}");
+        assert!(
+            msg.contains("\"bad\"") && msg.contains("it does not compile: template \"bad\" (config) line 2"),
+            "{msg}"
+        );
         // Another renders, and follows a params change.
         let mut cache = RenderCache::new();
         let other = uses("base");

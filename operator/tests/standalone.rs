@@ -158,13 +158,25 @@ fn an_invalid_namespace_or_api_version_is_refused_with_file_and_document() {
          apiVersion: example.com/v1\nkind: VRouterBinding\nmetadata: {name: b}\nspec: {}\n",
     )
     .unwrap();
-    for args in [&["render"][..], &["diff"], &["standalone", "--simulate", "--until-synced", "--listen", "127.0.0.1:0"]] {
+    for args in [&["render"][..], &["diff"], &["standalone", "--simulate", "--until-synced", "--listen", "127.0.0.1:0"]]
+    {
         let out = operator(args, &dir);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}: {err}");
-        assert!(err.contains("ns.yaml (document 2): VRouterTarget metadata.namespace: \"../../x\" is not a valid namespace"), "{args:?}: {err}");
-        assert!(err.contains("api.yaml (document 1): VRouterTarget: unknown apiVersion \"vrouter.kojuro.date/v2\""), "{args:?}: {err}");
-        assert!(err.contains("api.yaml (document 2): VRouterBinding: unknown apiVersion \"example.com/v1\""), "{args:?}: {err}");
+        assert!(
+            err.contains(
+                "ns.yaml (document 2): VRouterTarget metadata.namespace: \"../../x\" is not a valid namespace"
+            ),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("api.yaml (document 1): VRouterTarget: unknown apiVersion \"vrouter.kojuro.date/v2\""),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("api.yaml (document 2): VRouterBinding: unknown apiVersion \"example.com/v1\""),
+            "{args:?}: {err}"
+        );
     }
     // Refused before any state was made.
     assert!(!dir.join(".vrouter/pki").exists());
@@ -183,7 +195,17 @@ fn until_synced_fails_while_a_config_is_failed() {
     )
     .unwrap();
     let out = operator(
-        &["standalone", "--simulate", "--until-synced", "--timeout", "10s", "--listen", "127.0.0.1:0", "--poll-ms", "200"],
+        &[
+            "standalone",
+            "--simulate",
+            "--until-synced",
+            "--timeout",
+            "10s",
+            "--listen",
+            "127.0.0.1:0",
+            "--poll-ms",
+            "200",
+        ],
         &dir,
     );
     let err = String::from_utf8_lossy(&out.stderr);

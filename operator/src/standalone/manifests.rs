@@ -11,7 +11,8 @@ use serde_json::Value;
 use serde_saphyr::budget::{BudgetBreach, BudgetReport};
 
 use crate::crd::{
-    API_VERSION, GROUP, ProxmoxCluster, VRouterBinding, VRouterConfig, VRouterParams, VRouterTarget, VRouterTemplate, validate,
+    API_VERSION, GROUP, ProxmoxCluster, VRouterBinding, VRouterConfig, VRouterParams, VRouterTarget, VRouterTemplate,
+    validate,
 };
 
 /// Largest manifest file read.
@@ -45,7 +46,12 @@ pub struct Manifests {
 
 /// A manifest that cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{file}{}: {message}", doc.map(|d| format!(" (document {d})")).unwrap_or_default())]
+#[error(
+    "{}{}: {}",
+    vyos_config::escape_controls(&file.display().to_string()),
+    doc.map(|d| format!(" (document {d})")).unwrap_or_default(),
+    vyos_config::escape_controls(message)
+)]
 pub struct ManifestError {
     /// The file.
     pub file: PathBuf,
@@ -434,7 +440,9 @@ mod tests {
         let mut text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n".to_owned();
         for l in 1..=levels {
             let p = l - 1;
-            text.push_str(&format!("  l{l}: &l{l} [*l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}]\n"));
+            text.push_str(&format!(
+                "  l{l}: &l{l} [*l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}]\n"
+            ));
         }
         text.push_str(&format!("  top: [{}]\n", vec![format!("*l{levels}"); copies].join(", ")));
         text
@@ -518,6 +526,17 @@ mod tests {
         // Empty or absent: the default namespace.
         let m = load("apiVersion: vrouter.kojuro.date/v1\nkind: VRouterParams\nmetadata: {name: p, namespace: ''}\nspec: {params: {}}\n").unwrap();
         assert!(m.namespaces["default"].params.contains_key("p"));
+    }
+
+    #[test]
+    fn errors_escape_control_and_bidi_characters_of_values() {
+        let e = load(
+            "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {name: r1}\nspec: {provider: {type: \"lib\\u202evirt\\e[2J\"}}\n",
+        )
+        .unwrap_err();
+        let text = e[0].to_string();
+        assert!(text.contains("lib\\u{202e}virt\\u{1b}[2J"), "{text}");
+        assert!(!text.contains('\u{202e}') && !text.contains('\u{1b}'), "{text}");
     }
 
     #[test]
