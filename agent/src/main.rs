@@ -136,7 +136,8 @@ struct SimulateArgs {
     /// Router names are <prefix><index>.
     #[arg(long, default_value = "router-")]
     prefix: String,
-    /// Directory for the routers' keys, certificates and simulated configurations.
+    /// Directory for the routers' keys, certificates and simulated configurations (one
+    /// `<namespace>_<name>` directory per router).
     #[arg(long, default_value = "./sim-state")]
     state_dir: PathBuf,
     /// Simulated commit latency, milliseconds.

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use vrouter_proto::RouterId;
 
 use crate::agent::{Agent, Observer};
 use crate::backend::sim::SimBackend;
@@ -30,7 +31,7 @@ pub struct SimulateOptions {
     pub server_name: Option<String>,
     /// Lines `<namespace>/<name> <token>`: enrollment tokens of routers not enrolled yet.
     pub tokens_file: Option<PathBuf>,
-    /// Each router keeps its state in `<state_dir>/<namespace>-<name>`.
+    /// Each router keeps its state in `<state_dir>/<namespace>_<name>` ([`router_state_dir`]).
     pub state_dir: PathBuf,
     /// Simulated router knobs, the same for all.
     pub sim: SimConfig,
@@ -88,6 +89,14 @@ impl Fleet {
     }
 }
 
+/// A simulated router's state directory: `<state_dir>/<namespace>_<name>`
+/// ([`RouterId::file_name`]: one directory per identity; `<namespace>-<name>` gave `a-b/c` and
+/// `a/b-c` the same one). Directories of the older layout are not migrated: such a router enrolls
+/// again with a new token.
+pub fn router_state_dir(state_dir: &Path, id: &RouterId) -> PathBuf {
+    state_dir.join(id.file_name())
+}
+
 /// Starts the fleet; routers stop when `shutdown` is cancelled.
 pub fn start(options: &SimulateOptions, shutdown: &CancellationToken) -> Result<Fleet, String> {
     let tokens = match &options.tokens_file {
@@ -112,9 +121,9 @@ pub fn start_routers(
     let mut tasks = Vec::with_capacity(identities.len());
     for identity in identities {
         let identity = identity.clone();
-        let (namespace, name) =
-            identity.split_once('/').ok_or_else(|| format!("{identity:?}: expected <namespace>/<name>"))?;
-        let state_dir = options.state_dir.join(format!("{namespace}-{name}"));
+        let id: RouterId = identity.parse().map_err(|e: vrouter_proto::IdentityError| e.to_string())?;
+        let name = id.name();
+        let state_dir = router_state_dir(&options.state_dir, &id);
         let config = AgentConfig {
             identity: identity.clone(),
             state_dir: state_dir.clone(),
@@ -173,4 +182,20 @@ pub async fn run(options: SimulateOptions, shutdown: CancellationToken) -> Resul
     bar.finish_with_message("stopping");
     fleet.join().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_identity_gets_its_own_state_directory() {
+        let root = Path::new("/state");
+        let dir = |s: &str| router_state_dir(root, &s.parse().unwrap());
+        // `<namespace>-<name>` mapped both to `/state/a-b-c`.
+        assert_ne!(dir("a-b/c"), dir("a/b-c"));
+        assert_eq!(dir("a-b/c"), Path::new("/state/a-b_c"));
+        assert_eq!(dir("default/r-1"), Path::new("/state/default_r-1"));
+    }
 }

@@ -275,7 +275,7 @@ fn part_tree(part: &Part<'_>, schema: &Schema) -> Result<(Tree, Vec<Command>), C
             Ok(_) => break,
             Err(error) => {
                 let missing = matches!(
-                    error.source,
+                    error.reason,
                     vyos_config::EditError::NotFound(_) | vyos_config::EditError::NoSuchValue { .. }
                 );
                 let index = commands

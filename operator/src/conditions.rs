@@ -6,7 +6,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use crate::time::to_k8s;
 
-/// A condition; the transition time is kept from `old` while the status does not change.
+/// A condition; the transition time is kept from `old` while the status does not change. The
+/// message carries values (render and parse errors quote them, a router's output is copied in):
+/// its control and bidi characters are escaped ([`vyos_config::escape_controls`]).
 pub fn condition(
     type_: &str,
     ok: bool,
@@ -24,7 +26,7 @@ pub fn condition(
         type_: type_.to_owned(),
         status: status.to_owned(),
         reason: reason.to_owned(),
-        message: message.into(),
+        message: vyos_config::escape_controls_owned(message.into()),
         last_transition_time: since,
         observed_generation: None,
     }
@@ -96,5 +98,12 @@ mod tests {
         );
         stamp_generation(&mut list, Some(7));
         assert!(list.iter().all(|c| c.observed_generation == Some(7)));
+    }
+
+    #[test]
+    fn messages_do_not_carry_control_or_bidi_characters() {
+        let c =
+            condition("Ready", false, "RenderFailed", "value 'a\u{202e}b\u{1b}[0m'\nnext", SystemTime::UNIX_EPOCH, &[]);
+        assert_eq!(c.message, "value 'a\\u{202e}b\\u{1b}[0m'\nnext");
     }
 }

@@ -124,9 +124,9 @@ impl DirStore {
         Self::file(&self.0, id)
     }
 
-    /// The record file of a router in `dir`.
+    /// The record file of a router in `dir` (`<namespace>_<name>.json`, [`RouterId::file_name`]).
     pub fn file(dir: &std::path::Path, id: &RouterId) -> std::path::PathBuf {
-        dir.join(format!("{}_{}.json", id.namespace(), id.name()))
+        dir.join(format!("{}.json", id.file_name()))
     }
 }
 

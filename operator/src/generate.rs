@@ -2,7 +2,8 @@
 //! render per target, check the result with the VyOS model.
 //!
 //! Failures are kept as small as they can be: a missing template or params object, or a
-//! template that does not compile, fails the binding (nothing can be rendered); a render
+//! template the binding names that does not compile, fails the binding (nothing can be
+//! rendered; a broken template the binding does not name is left out of its renderer); a render
 //! failure or invalid output fails that target only — its generated config keeps its previous
 //! content, and the others proceed.
 
@@ -151,32 +152,55 @@ pub fn generate_cached(
     let empty = Params::new();
     layers.push(binding.spec.params.as_ref().unwrap_or(&empty));
 
-    // Every template of the namespace is loadable (include/import by name).
-    let compile = || {
-        let sources: Vec<TemplateSource> = inputs
-            .templates
-            .iter()
-            .map(|(name, t)| TemplateSource {
-                name: name.clone(),
-                config: t.spec.config.clone(),
-                commands: t.spec.commands.clone(),
-            })
-            .collect();
-        Renderer::new(&sources, Limits::default()).map_err(|errors| {
-            // Only the errors of templates this binding uses (others fail their own bindings).
-            let used: BTreeSet<&str> = refs.iter().map(|r| r.name.as_str()).collect();
+    // Every template of the namespace is loadable (include/import by name). A template that
+    // does not compile fails only the bindings naming it: for the others it is left out, and a
+    // render that includes or imports it fails that target with its compile error.
+    let mut broken: Vec<(String, String)> = Vec::new();
+    let compile = |broken: &mut Vec<(String, String)>| {
+        let used: BTreeSet<&str> = refs.iter().map(|r| r.name.as_str()).collect();
+        let mut left_out: BTreeSet<&str> = BTreeSet::new();
+        loop {
+            let sources: Vec<TemplateSource> = inputs
+                .templates
+                .iter()
+                .filter(|(name, _)| !left_out.contains(name.as_str()))
+                .map(|(name, t)| TemplateSource {
+                    name: name.clone(),
+                    config: t.spec.config.clone(),
+                    commands: t.spec.commands.clone(),
+                })
+                .collect();
+            let errors = match Renderer::new(&sources, Limits::default()) {
+                Ok(r) => return Ok(r),
+                Err(errors) => errors,
+            };
             let relevant: Vec<String> = errors
                 .iter()
                 .filter(|e| e.template().is_none_or(|t| used.contains(t)))
                 .map(ToString::to_string)
                 .collect();
-            let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            BindingError(if relevant.is_empty() { all } else { relevant }.join("; "))
-        })
+            // The templates to leave out next: those with errors, not left out yet (none: give up).
+            let mut more = Vec::new();
+            for e in &errors {
+                if let Some((name, _)) = e.template().and_then(|t| inputs.templates.get_key_value(t))
+                    && !left_out.contains(name.as_str())
+                {
+                    more.push((name, e.to_string()));
+                }
+            }
+            if !relevant.is_empty() || more.is_empty() {
+                let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                return Err(BindingError(if relevant.is_empty() { all } else { relevant }.join("; ")));
+            }
+            for (name, e) in more {
+                left_out.insert(name.as_str());
+                broken.push((name.clone(), e));
+            }
+        }
     };
     let (mut entry, hit) = cache.take(&namespace, &binding_name, binding_digest(binding, inputs, &layers));
     // Cached results exist only for templates that compiled: compile when something renders.
-    let mut renderer = if hit { None } else { Some(compile()?) };
+    let mut renderer = if hit { None } else { Some(compile(&mut broken)?) };
     let mut results = std::collections::BTreeMap::new();
 
     let (targets, missing_targets) = select_targets(binding, inputs.targets);
@@ -194,7 +218,7 @@ pub fn generate_cached(
             _ => {
                 let r = match &renderer {
                     Some(r) => r,
-                    None => renderer.insert(compile()?),
+                    None => renderer.insert(compile(&mut broken)?),
                 };
                 // The context (params merged over every layer) is built only to render.
                 let mut target_layers = layers.clone();
@@ -210,28 +234,30 @@ pub fn generate_cached(
                     },
                     binding: Some(binding_info.clone()),
                 };
-                render_target(r, &refs, &ctx).map(|(config, commands, secrets)| {
-                    Arc::new(Generated {
-                        target: target_name.clone(),
-                        labels: BTreeMap::from([
-                            (LABEL_BINDING.to_owned(), label_value(&binding_name)),
-                            (LABEL_TARGET.to_owned(), label_value(target_name)),
-                        ]),
-                        annotations: BTreeMap::from([
-                            (ANNOTATION_BINDING.to_owned(), binding_name.clone()),
-                            (ANNOTATION_TARGET.to_owned(), target_name.clone()),
-                        ]),
-                        spec: VRouterConfigSpec {
-                            target_ref: NameRef::new(target_name.clone()),
-                            config,
-                            commands,
-                            save: binding.spec.save,
-                            priority: binding.spec.priority,
-                        },
-                        secrets,
-                        name: config_name(&binding_name, target_name),
-                    })
-                })
+                render_target(r, &refs, &ctx).map_err(|e| explain_left_out(e, &broken)).map(
+                    |(config, commands, secrets)| {
+                        Arc::new(Generated {
+                            target: target_name.clone(),
+                            labels: BTreeMap::from([
+                                (LABEL_BINDING.to_owned(), label_value(&binding_name)),
+                                (LABEL_TARGET.to_owned(), label_value(target_name)),
+                            ]),
+                            annotations: BTreeMap::from([
+                                (ANNOTATION_BINDING.to_owned(), binding_name.clone()),
+                                (ANNOTATION_TARGET.to_owned(), target_name.clone()),
+                            ]),
+                            spec: VRouterConfigSpec {
+                                target_ref: NameRef::new(target_name.clone()),
+                                config,
+                                commands,
+                                save: binding.spec.save,
+                                priority: binding.spec.priority,
+                            },
+                            secrets,
+                            name: config_name(&binding_name, target_name),
+                        })
+                    },
+                )
             }
         };
         match &result {
@@ -245,6 +271,13 @@ pub fn generate_cached(
     entry.targets = results;
     cache.put(&namespace, &binding_name, entry);
     Ok(out)
+}
+
+/// A render error that names a template left out for not compiling, with that template's error.
+fn explain_left_out(message: String, broken: &[(String, String)]) -> String {
+    let named: Vec<&str> =
+        broken.iter().filter(|(name, _)| message.contains(&format!("{name:?}"))).map(|(_, e)| e.as_str()).collect();
+    if named.is_empty() { message } else { format!("{message} (it does not compile: {})", named.join("; ")) }
 }
 
 /// Digest of what a binding's rendering reads besides the target (see [`RenderCache`]).
@@ -483,6 +516,49 @@ mod tests {
         assert_eq!(e.0, "VRouterParams not found: gone");
         let b = binding(VRouterBindingSpec { save: true, ..Default::default() });
         assert!(generate(&b, Inputs { templates: &templates, params: &params, targets: &targets }).is_err());
+    }
+
+    #[test]
+    fn a_broken_template_fails_only_the_bindings_that_use_it() {
+        let (mut templates, params, targets) = fixture();
+        let mut bad = templates["base"].clone();
+        bad.metadata.name = Some("bad".into());
+        bad.spec.config = Some("system {\n    host-name {% if %}\n}\n".into());
+        templates.insert("bad".into(), bad);
+        let mut includer = templates["base"].clone();
+        includer.metadata.name = Some("includer".into());
+        includer.spec.config = Some("{% include \"bad\" %}".into());
+        templates.insert("includer".into(), includer);
+        let uses = |t: &str| {
+            binding(VRouterBindingSpec {
+                template_refs: vec![NameRef::new(t)],
+                params_refs: vec![NameRef::new("common")],
+                target_refs: vec![NameRef::new("r1")],
+                save: true,
+                ..Default::default()
+            })
+        };
+        let inputs = Inputs { templates: &templates, params: &params, targets: &targets };
+        // The binding naming it fails, with the template's error.
+        let e = generate(&uses("bad"), inputs).unwrap_err();
+        assert!(e.0.starts_with("template \"bad\" (config) line 2:"), "{}", e.0);
+        // One that includes it fails its targets, saying why.
+        let out = generate(&uses("includer"), inputs).unwrap();
+        let msg = &out.failed["r1"];
+        assert!(
+            msg.contains("\"bad\"") && msg.contains("it does not compile: template \"bad\" (config) line 2"),
+            "{msg}"
+        );
+        // Another renders, and follows a params change.
+        let mut cache = RenderCache::new();
+        let other = uses("base");
+        let out = generate_cached(&other, inputs, &mut cache).unwrap();
+        assert!(out.failed.is_empty(), "{:?}", out.failed);
+        assert!(out.configs[0].spec.config.as_deref().unwrap().contains("time-zone \"UTC\""));
+        let mut p2 = params.clone();
+        p2.get_mut("common").unwrap().spec.params.insert("tz".into(), json!("Asia/Tokyo"));
+        let out = generate_cached(&other, Inputs { params: &p2, ..inputs }, &mut cache).unwrap();
+        assert!(out.configs[0].spec.config.as_deref().unwrap().contains("time-zone \"Asia/Tokyo\""));
     }
 
     /// Marks every cached result of binding `core` so that a reused one shows.

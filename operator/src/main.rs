@@ -649,7 +649,9 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vrouter-operator: {e:#}");
+            // Errors quote values from manifests and routers: no control or bidi character reaches
+            // the terminal.
+            eprintln!("vrouter-operator: {}", vyos_config::escape_controls(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

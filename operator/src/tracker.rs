@@ -215,10 +215,10 @@ impl Tracker {
                     let s = self.configs.entry(key(ns_name, n)).or_default();
                     if blame.contains(n) {
                         s.phase = ConfigPhase::Failed;
-                        s.message = Some(message.clone());
+                        s.message = Some(status_message(&message));
                     } else if s.phase != ConfigPhase::Applied {
                         s.phase = ConfigPhase::Pending;
-                        s.message = Some(format!("router blocked: {message}"));
+                        s.message = Some(status_message(&format!("router blocked: {message}")));
                     }
                 }
                 set_condition(
@@ -424,7 +424,7 @@ impl Tracker {
                 commands: r.commands,
                 duration: Some(format_duration(Duration::from_millis(r.duration.as_millis() as u64))),
                 time: Some(to_k8s(r.at)),
-                message: Some(truncate(&ev.message, 1024)),
+                message: Some(status_message(&ev.message)),
             });
         }
         let current = status.desired_revision.as_deref() == Some(ev.revision.as_str());
@@ -483,7 +483,7 @@ impl Tracker {
                     let old = s.conditions.clone();
                     s.phase = phase;
                     s.observed_generation = Some(*generation);
-                    s.message = Some(truncate(&ev.message, 1024));
+                    s.message = Some(status_message(&ev.message));
                     set_condition(
                         &mut s.conditions,
                         condition("Applied", false, reason, ev.message.clone(), now, &old),
@@ -604,6 +604,12 @@ impl Tracker {
 fn finish_target(status: &mut VRouterTargetStatus, now: SystemTime) {
     ready_follows(&mut status.conditions, "ConfigApplied", "Pending", now);
     stamp_generation(&mut status.conditions, status.observed_generation);
+}
+
+/// A message for a status field: control and bidi characters escaped
+/// ([`vyos_config::escape_controls`]), at most 1,024 bytes.
+fn status_message(message: &str) -> String {
+    truncate(&vyos_config::escape_controls(message), 1024)
 }
 
 /// Cuts `s` to at most `max` bytes (on a character boundary), marking the cut.

@@ -37,7 +37,7 @@ fn sync(dir: &Path) -> String {
 }
 
 fn running(dir: &Path, router: &str) -> Config {
-    let path = dir.join(format!(".vrouter/routers/default-{router}/sim/active.boot"));
+    let path = dir.join(format!(".vrouter/routers/default_{router}/sim/active.boot"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Config::parse(&text).unwrap()
 }
@@ -135,4 +135,83 @@ fn render_reports_broken_manifests_with_file_and_document() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.yaml (document 1): VRouterBinding \"b\": spec.templateRefs"), "{err}");
+}
+
+fn operator(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vrouter-operator")).args(["--log", "warn"]).args(args).arg(dir).output().unwrap()
+}
+
+#[test]
+fn an_invalid_namespace_or_api_version_is_refused_with_file_and_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("site");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("ns.yaml"),
+        "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {name: r0}\nspec: {}\n---\n\
+         apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {name: r1, namespace: ../../x}\nspec: {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("api.yaml"),
+        "apiVersion: vrouter.kojuro.date/v2\nkind: VRouterTarget\nmetadata: {name: r2}\nspec: {}\n---\n\
+         apiVersion: example.com/v1\nkind: VRouterBinding\nmetadata: {name: b}\nspec: {}\n",
+    )
+    .unwrap();
+    for args in [&["render"][..], &["diff"], &["standalone", "--simulate", "--until-synced", "--listen", "127.0.0.1:0"]]
+    {
+        let out = operator(args, &dir);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(
+            err.contains(
+                "ns.yaml (document 2): VRouterTarget metadata.namespace: \"../../x\" is not a valid namespace"
+            ),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("api.yaml (document 1): VRouterTarget: unknown apiVersion \"vrouter.kojuro.date/v2\""),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("api.yaml (document 2): VRouterBinding: unknown apiVersion \"example.com/v1\""),
+            "{args:?}: {err}"
+        );
+    }
+    // Refused before any state was made.
+    assert!(!dir.join(".vrouter/pki").exists());
+    assert!(!dir.join(".vrouter/ca.pem").exists());
+}
+
+#[test]
+fn until_synced_fails_while_a_config_is_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("site");
+    copy_dir(&quickstart(), &dir);
+    std::fs::write(
+        dir.join("orphan.yaml"),
+        "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterConfig\nmetadata: {name: orphan}\n\
+         spec: {targetRef: {name: gone}, commands: \"set system host-name 'x'\\n\"}\n",
+    )
+    .unwrap();
+    let out = operator(
+        &[
+            "standalone",
+            "--simulate",
+            "--until-synced",
+            "--timeout",
+            "10s",
+            "--listen",
+            "127.0.0.1:0",
+            "--poll-ms",
+            "200",
+        ],
+        &dir,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("not synced after 10s"), "{err}");
+    assert!(err.contains("VRouterConfig default/orphan: Failed: VRouterTarget \"gone\" not found"), "{err}");
+    // Every router did sync: the failed config is the one thing pending.
+    assert_eq!(err.matches("\n  ").count(), 1, "{err}");
 }

@@ -66,6 +66,15 @@ impl RouterId {
         &self.name
     }
 
+    /// `<namespace>_<name>`: the identity as one file or directory name (simulated routers'
+    /// state directories, applied records, PKI items). Injective: `_` can occur in neither a
+    /// DNS label nor a DNS subdomain, so the first `_` is the separator, whereas `-` (once used
+    /// here) is legal in both and made `a-b/c` and `a/b-c` share one directory. Neither part can
+    /// be `.`/`..` or contain `/`, so the name stays inside the directory it is joined to.
+    pub fn file_name(&self) -> String {
+        format!("{}_{}", self.namespace, self.name)
+    }
+
     /// The identity URI written into certificates.
     pub fn uri(&self) -> String {
         format!("spiffe://{TRUST_DOMAIN}/ns/{}/router/{}", self.namespace, self.name)
@@ -115,6 +124,18 @@ mod tests {
         assert_eq!(id.uri(), "spiffe://vrouter.kojuro.date/ns/edge/router/branch-1");
         assert_eq!(RouterId::from_uri(&id.uri()).unwrap(), id);
         assert_eq!(RouterId::new("a", "b.c-d").unwrap().to_string(), "a/b.c-d");
+    }
+
+    #[test]
+    fn file_names_are_unambiguous() {
+        let a = RouterId::new("a-b", "c").unwrap();
+        let b = RouterId::new("a", "b-c").unwrap();
+        assert_eq!(a.file_name(), "a-b_c");
+        assert_eq!(b.file_name(), "a_b-c");
+        assert_ne!(a.file_name(), b.file_name());
+        // The first `_` splits it back.
+        let (ns, name) = b.file_name().split_once('_').map(|(n, m)| (n.to_owned(), m.to_owned())).unwrap();
+        assert_eq!(RouterId::new(ns, name).unwrap(), b);
     }
 
     #[test]

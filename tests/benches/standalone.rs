@@ -331,7 +331,7 @@ async fn baseline(n: usize, state: &Path, sims: &Path, port: u16) -> Baseline {
     let connected = Arc::new(AtomicUsize::new(0));
     let stop = CancellationToken::new();
     for i in 0..n {
-        let creds = Creds::new(sims.join(format!("default-r-{i}"))).load().unwrap().unwrap();
+        let creds = Creds::new(sims.join(format!("default_r-{i}"))).load().unwrap().unwrap();
         tokio::spawn(echo::echo_client_reconnecting(
             cfg.clone(),
             creds,

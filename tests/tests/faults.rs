@@ -42,7 +42,7 @@ fn standalone(op_bin: &Path, site: &Path, state: &Path, port: u16, extra: &[&str
 }
 
 fn routers_with(sims: &Path, count: usize, commits: usize) -> usize {
-    (0..count).filter(|i| commit_log(&sims.join(format!("default-r-{i}"))).len() >= commits).count()
+    (0..count).filter(|i| commit_log(&sims.join(format!("default_r-{i}"))).len() >= commits).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +82,7 @@ async fn operator_sigkilled_mid_fan_out_converges_with_one_commit_per_revision()
     wait_until(guard, "every router applied the first revision", || async { routers_with(&sims, count, 1) == count })
         .await;
     for i in 0..count {
-        assert_eq!(commit_log(&sims.join(format!("default-r-{i}"))).len(), 1, "r-{i} before the change");
+        assert_eq!(commit_log(&sims.join(format!("default_r-{i}"))).len(), 1, "r-{i} before the change");
     }
 
     // A template change: every router gets a new revision, ten at a time.
@@ -103,12 +103,12 @@ async fn operator_sigkilled_mid_fan_out_converges_with_one_commit_per_revision()
         &tmp.path().join("op2.log"),
     );
     wait_until(guard, "every router applied the second revision", || async {
-        (0..count).all(|i| running_boot(&sims.join(format!("default-r-{i}"))).contains("second"))
+        (0..count).all(|i| running_boot(&sims.join(format!("default_r-{i}"))).contains("second"))
     })
     .await;
     assert!(operator.wait(guard).await, "the restarted operator did not report synced:\n{}", operator.output());
     for i in 0..count {
-        let dir = sims.join(format!("default-r-{i}"));
+        let dir = sims.join(format!("default_r-{i}"));
         let log = commit_log(&dir);
         let per_revision = commits_per_revision(&dir);
         assert!(log.iter().all(|l| l.source == "agent"), "r-{i}: {log:?}");

@@ -21,14 +21,16 @@ use crate::tree::{EditError, Tree, ValueBehaviour};
 
 /// A command that could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}`{command}`: {source}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+// The reason is part of the message and deliberately not the error's `source()`: a chain printer
+// (anyhow's `{:#}`) would print it twice.
+#[error("{}`{command}`: {reason}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
 pub struct ApplyError {
     /// Source line of the command, when it came from text.
     pub line: Option<usize>,
     /// The command as text.
     pub command: String,
     /// Why it failed.
-    pub source: EditError,
+    pub reason: EditError,
 }
 
 /// What applying a command list did.
@@ -46,10 +48,10 @@ pub fn apply_commands(tree: &mut Tree, commands: &[Command], schema: &Schema) ->
     let mut report = ApplyReport::default();
     let tag_hint = |p: &[&str]| schema.is_tag(p);
     for cmd in commands {
-        let fail = |source: EditError| ApplyError {
+        let fail = |reason: EditError| ApplyError {
             line: (cmd.line > 0).then_some(cmd.line),
             command: cmd.to_string(),
-            source,
+            reason,
         };
         match cmd.op {
             Op::Set => {

@@ -16,6 +16,7 @@ pub mod commands;
 pub mod config;
 pub mod diff;
 pub mod digest;
+pub mod escape;
 pub mod merge;
 pub mod natord;
 pub mod parse;
@@ -30,6 +31,7 @@ pub use commands::{Command, CommandError, Op, parse_commands, render_command_lis
 pub use config::{Config, Error, Format, detect_format, split_footer};
 pub use diff::{ChangeKind, Diff, diff, diff_scoped};
 pub use digest::{Digest, canonical_text, digest, digest_of_canonical};
+pub use escape::{escape_controls, escape_controls_owned};
 pub use merge::{Conflict, merge};
 pub use parse::{ParseError, ParseErrorKind, parse_tree};
 pub use plan::{Plan, PlanInput, Policy, plan};

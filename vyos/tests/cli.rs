@@ -176,11 +176,25 @@ fn bad_input_is_a_clear_error() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/file"));
 
-    let o = run(&["apply", p(&d.file("a2.boot", HIER)), p(&d.file("m.cmds", "delete nothing here\n"))]);
-    assert!(
-        String::from_utf8_lossy(&o.stderr)
-            .contains("line 1: `delete nothing here`: configuration path [nothing here] does not exist")
+    let m = d.file("m.cmds", "delete nothing here\n");
+    let o = run(&["apply", p(&d.file("a2.boot", HIER)), p(&m)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    // Said once (the reason was also the error's source, and printed again after it).
+    assert_eq!(
+        err,
+        format!(
+            "vyos-config: {}: cannot apply: line 1: `delete nothing here`: configuration path [nothing here] does not exist\n",
+            m.display()
+        ),
     );
+
+    // Control and bidi characters of values are escaped in messages.
+    let bidi = d.file("b.cmds", "delete system host-name 'x\u{202e}y\u{1b}[2J'\n");
+    let o = run(&["apply", p(&d.file("a3.boot", HIER)), p(&bidi)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("has no value 'x\\u{202e}y\\u{1b}[2J'"), "{err}");
+    assert!(!err.contains('\u{202e}') && !err.contains('\u{1b}'), "{err}");
 
     let binary = d.0.path().join("bin");
     std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();

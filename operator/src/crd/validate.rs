@@ -94,6 +94,23 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a namespace name: a DNS-1123 label (at most 63 lower-case letters, digits and '-',
+/// starting and ending alphanumeric), as Kubernetes namespaces are.
+pub fn check_namespace(namespace: &str) -> Result<(), String> {
+    let ok = !namespace.is_empty()
+        && namespace.len() <= 63
+        && namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !namespace.starts_with('-')
+        && !namespace.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{namespace:?} is not a valid namespace (at most 63 lower-case letters, digits and '-', starting and ending alphanumeric)"
+        ))
+    }
+}
+
 /// A VRouterTemplate.
 pub fn template(spec: &VRouterTemplateSpec) -> Result<(), Vec<Problem>> {
     let mut p = Problems::default();

@@ -239,9 +239,9 @@ fn token_item(hash: &str) -> String {
     format!("{TOKEN_PREFIX}{hash}")
 }
 
-/// `router-<namespace>_<name>`: `_` cannot occur in either part.
+/// `router-<namespace>_<name>` ([`RouterId::file_name`]).
 fn router_item(id: &RouterId) -> String {
-    format!("{ROUTER_PREFIX}{}_{}", id.namespace(), id.name())
+    format!("{ROUTER_PREFIX}{}", id.file_name())
 }
 
 impl std::fmt::Debug for Pki {

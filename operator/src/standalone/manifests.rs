@@ -1,14 +1,18 @@
 //! Reading a directory of manifests (a GitOps checkout): the same YAML `kubectl apply` takes.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use base64::Engine as _;
 use kube::ResourceExt;
 use serde_json::Value;
+use serde_saphyr::budget::{BudgetBreach, BudgetReport};
 
 use crate::crd::{
-    API_VERSION, ProxmoxCluster, VRouterBinding, VRouterConfig, VRouterParams, VRouterTarget, VRouterTemplate, validate,
+    API_VERSION, GROUP, ProxmoxCluster, VRouterBinding, VRouterConfig, VRouterParams, VRouterTarget, VRouterTemplate,
+    validate,
 };
 
 /// Largest manifest file read.
@@ -42,7 +46,12 @@ pub struct Manifests {
 
 /// A manifest that cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{file}{}: {message}", doc.map(|d| format!(" (document {d})")).unwrap_or_default())]
+#[error(
+    "{}{}: {}",
+    vyos_config::escape_controls(&file.display().to_string()),
+    doc.map(|d| format!(" (document {d})")).unwrap_or_default(),
+    vyos_config::escape_controls(message)
+)]
 pub struct ManifestError {
     /// The file.
     pub file: PathBuf,
@@ -57,8 +66,14 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// Reads every `*.yaml`/`*.yml` under `dir` (recursively; hidden entries skipped). All errors
 /// are returned; a directory with errors yields no manifests (half a configuration must never
-/// be delivered).
+/// be delivered). The files share one [`SetBudget`]: the file where it runs out is named and
+/// the files after it are not read.
 pub fn load_dir(dir: &Path) -> Result<Manifests, Vec<ManifestError>> {
+    load_dir_within(dir, SetBudget::default())
+}
+
+/// [`load_dir`] with another budget.
+pub fn load_dir_within(dir: &Path, mut budget: SetBudget) -> Result<Manifests, Vec<ManifestError>> {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     collect(dir, &mut files, &mut errors);
@@ -79,11 +94,14 @@ pub fn load_dir(dir: &Path) -> Result<Manifests, Vec<ManifestError>> {
         }
         match std::fs::read_to_string(&file) {
             Ok(text) => {
-                if let Err(mut e) = add_text(&mut out, &file, &text) {
+                if let Err(mut e) = add_text_within(&mut out, &file, &text, &mut budget) {
                     errors.append(&mut e);
                 }
             }
             Err(e) => errors.push(err(e.to_string())),
+        }
+        if budget.exhausted {
+            break;
         }
     }
     if errors.is_empty() { Ok(out) } else { Err(errors) }
@@ -113,23 +131,115 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ManifestError>
 /// Most documents one manifest file may hold (a fleet file lists one target per document).
 pub const MAX_DOCUMENTS_PER_FILE: usize = 100_000;
 
-/// The YAML parser's limits. Its defaults stop at 1,024 documents and 250,000 nodes, which a
-/// fleet of a few thousand targets in one file exceeds; these allow 100,000 documents of about
-/// 50 nodes each and keep the other guards (depth, aliases, scalar bytes) as they are.
-fn yaml_options() -> serde_saphyr::Options {
+/// Most YAML nodes (scalars, sequences, mappings; aliases expanded) one file may hold.
+pub const MAX_NODES_PER_FILE: usize = 50 * MAX_DOCUMENTS_PER_FILE;
+
+/// Most YAML nodes (aliases expanded) all files of a manifest set may hold together: as many as
+/// one file may, so files of alias bombs each under the per-file limit cannot add up to
+/// gigabytes (60 such files of 1.2 KB once took 2.8 GB).
+pub const MAX_SET_NODES: usize = MAX_NODES_PER_FILE;
+
+/// Most scalar bytes (aliases expanded, tags included) one file may hold (the parser's default).
+pub const MAX_SCALAR_BYTES_PER_FILE: usize = 64 << 20;
+
+/// Most scalar bytes (aliases expanded) all files of a manifest set may hold together.
+pub const MAX_SET_SCALAR_BYTES: usize = 256 << 20;
+
+/// The YAML budget of a whole manifest set (by default [`MAX_SET_NODES`] and
+/// [`MAX_SET_SCALAR_BYTES`]): each file may use at most what the files before it left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetBudget {
+    max_nodes: usize,
+    max_scalar_bytes: usize,
+    nodes: usize,
+    scalar_bytes: usize,
+    exhausted: bool,
+}
+
+impl Default for SetBudget {
+    fn default() -> Self {
+        SetBudget::new(MAX_SET_NODES, MAX_SET_SCALAR_BYTES)
+    }
+}
+
+impl SetBudget {
+    /// A budget of `max_nodes` YAML nodes and `max_scalar_bytes` scalar bytes (aliases expanded).
+    pub fn new(max_nodes: usize, max_scalar_bytes: usize) -> SetBudget {
+        SetBudget { max_nodes, max_scalar_bytes, nodes: 0, scalar_bytes: 0, exhausted: false }
+    }
+
+    /// Whether a file ran the budget out (the files after it are not read).
+    pub fn exhausted(&self) -> bool {
+        self.exhausted
+    }
+
+    fn nodes_left(&self) -> usize {
+        self.max_nodes.saturating_sub(self.nodes)
+    }
+
+    fn scalar_bytes_left(&self) -> usize {
+        self.max_scalar_bytes.saturating_sub(self.scalar_bytes)
+    }
+}
+
+/// The YAML parser's limits for the next file. Its defaults stop at 1,024 documents and 250,000
+/// nodes, which a fleet of a few thousand targets in one file exceeds; these allow 100,000
+/// documents of about 50 nodes each — less what earlier files of the set used — and keep the
+/// other guards (depth, aliases, scalar bytes) as they are. Nodes and scalar bytes are counted
+/// with aliases expanded (replayed events are charged to the same budget).
+fn yaml_options(set: &SetBudget) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::budget::Budget::default();
     budget.max_documents = MAX_DOCUMENTS_PER_FILE;
-    budget.max_nodes = 50 * MAX_DOCUMENTS_PER_FILE;
+    budget.max_nodes = MAX_NODES_PER_FILE.min(set.nodes_left());
     budget.max_events = 100 * MAX_DOCUMENTS_PER_FILE;
+    budget.max_total_scalar_bytes = MAX_SCALAR_BYTES_PER_FILE.min(set.scalar_bytes_left());
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options
 }
 
-/// Adds the documents of one file.
+/// Adds the documents of one file (with a budget of its own: see [`add_text_within`]).
 pub fn add_text(out: &mut Manifests, file: &Path, text: &str) -> Result<(), Vec<ManifestError>> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, yaml_options())
-        .map_err(|e| vec![ManifestError { file: file.to_owned(), doc: None, message: format!("not YAML: {e}") }])?;
+    add_text_within(out, file, text, &mut SetBudget::default())
+}
+
+/// Adds the documents of one file of a set, charging what it holds to `budget`. A file that
+/// runs the set's budget out is an error that says so (and marks the budget exhausted).
+pub fn add_text_within(
+    out: &mut Manifests,
+    file: &Path,
+    text: &str,
+    budget: &mut SetBudget,
+) -> Result<(), Vec<ManifestError>> {
+    let file_error = |message: String| vec![ManifestError { file: file.to_owned(), doc: None, message }];
+    if budget.exhausted {
+        return Err(file_error("not read: the manifest set's YAML budget ran out before this file".to_owned()));
+    }
+    let mut options = yaml_options(budget);
+    let report: Rc<RefCell<Option<BudgetReport>>> = Rc::default();
+    let slot = report.clone();
+    options.budget_report_cb = Some(Rc::new(RefCell::new(move |r: BudgetReport| *slot.borrow_mut() = Some(r))));
+    let parsed: Result<Vec<Value>, _> = serde_saphyr::from_multiple_with_options(text, options);
+    let report = report.borrow_mut().take();
+    let (nodes, bytes) = report.as_ref().map_or((0, 0), |r| (r.nodes, r.total_scalar_bytes));
+    // A breach of a limit the set's budget lowered below the file's own is the set running out.
+    let set_ran_out = match report.as_ref().and_then(|r| r.breached.as_ref()) {
+        Some(BudgetBreach::Nodes { .. }) => budget.nodes_left() < MAX_NODES_PER_FILE,
+        Some(BudgetBreach::ScalarBytes { .. }) => budget.scalar_bytes_left() < MAX_SCALAR_BYTES_PER_FILE,
+        _ => false,
+    };
+    if set_ran_out {
+        budget.exhausted = true;
+        return Err(file_error(format!(
+            "the manifest set's YAML budget ran out in this file: all files together may hold {} nodes and \
+             {} bytes of scalars, aliases expanded (the files before this one used {} nodes and {} bytes); \
+             the files after it were not read",
+            budget.max_nodes, budget.max_scalar_bytes, budget.nodes, budget.scalar_bytes,
+        )));
+    }
+    budget.nodes = budget.nodes.saturating_add(nodes);
+    budget.scalar_bytes = budget.scalar_bytes.saturating_add(bytes);
+    let docs = parsed.map_err(|e| file_error(format!("not YAML: {e}")))?;
     let mut errors = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         if doc.is_null() {
@@ -156,6 +266,10 @@ fn insert<K: kube::Resource>(map: &mut BTreeMap<String, K>, obj: K, kind: &str) 
     Ok(())
 }
 
+/// The kinds of [`API_VERSION`].
+const KINDS: [&str; 6] =
+    ["VRouterTemplate", "VRouterParams", "VRouterTarget", "VRouterBinding", "VRouterConfig", "ProxmoxCluster"];
+
 fn add_doc(out: &mut Manifests, doc: Value) -> Result<(), String> {
     let api = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -165,12 +279,28 @@ fn add_doc(out: &mut Manifests, doc: Value) -> Result<(), String> {
         }
         return Ok(());
     }
-    let namespace = doc
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .unwrap_or(DEFAULT_NAMESPACE)
-        .to_owned();
+    if api.is_empty() || kind.is_empty() {
+        return Err("not a Kubernetes object (apiVersion and kind are required)".to_owned());
+    }
+    // One of our kinds under another apiVersion (a version this build does not know, or a
+    // group that is not ours) would otherwise be ignored as someone else's object.
+    let our_group = api.split_once('/').is_some_and(|(group, _)| group == GROUP);
+    if api != API_VERSION && (our_group || KINDS.contains(&kind.as_str())) {
+        return Err(format!("{kind}: unknown apiVersion {api:?} (the vrouter kinds are {API_VERSION})"));
+    }
+    if api != API_VERSION && (api.as_str(), kind.as_str()) != ("v1", "Secret") {
+        // Other Kubernetes objects in the same repository are not ours.
+        return Ok(());
+    }
+    let namespace = match doc.pointer("/metadata/namespace") {
+        None | Some(Value::Null) => DEFAULT_NAMESPACE.to_owned(),
+        Some(Value::String(n)) if n.is_empty() => DEFAULT_NAMESPACE.to_owned(),
+        Some(Value::String(n)) => {
+            validate::check_namespace(n).map_err(|e| format!("{kind} metadata.namespace: {e}"))?;
+            n.clone()
+        }
+        Some(other) => return Err(format!("{kind} metadata.namespace: expected a string, found {other}")),
+    };
     let ns = out.namespaces.entry(namespace.clone()).or_default();
     let with_ns = |mut k: Value| {
         if let Some(m) = k.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -227,9 +357,8 @@ fn add_doc(out: &mut Manifests, doc: Value) -> Result<(), String> {
             }
             Ok(())
         }
-        // Other Kubernetes objects in the same repository are not ours.
-        (a, k) if !a.is_empty() && !k.is_empty() => Ok(()),
-        _ => Err("not a Kubernetes object (apiVersion and kind are required)".to_owned()),
+        // Filtered out above.
+        _ => Ok(()),
     }
 }
 
@@ -304,6 +433,131 @@ mod tests {
         let storm = "---\n".repeat(MAX_DOCUMENTS_PER_FILE + 10);
         let e = load(&storm).unwrap_err();
         assert!(e[0].message.starts_with("not YAML") && e[0].message.contains("budget"), "{}", e[0].message);
+    }
+
+    /// A document whose aliases expand to about `10^levels × copies` nodes from a few lines.
+    fn alias_bomb(levels: usize, copies: usize) -> String {
+        let mut text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n".to_owned();
+        for l in 1..=levels {
+            let p = l - 1;
+            text.push_str(&format!(
+                "  l{l}: &l{l} [*l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}]\n"
+            ));
+        }
+        text.push_str(&format!("  top: [{}]\n", vec![format!("*l{levels}"); copies].join(", ")));
+        text
+    }
+
+    #[test]
+    fn the_yaml_budget_holds_for_the_whole_set_not_per_file() {
+        // Each file expands to about 23,500 nodes, under any per-file limit; a set budget of
+        // 100,000 nodes runs out in the fifth.
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..8 {
+            std::fs::write(dir.path().join(format!("f{i}.yaml")), alias_bomb(2, 20)).unwrap();
+        }
+        let mut one = Manifests::default();
+        let mut budget = SetBudget::new(100_000, 1 << 20);
+        add_text_within(&mut one, Path::new("f0.yaml"), &alias_bomb(2, 20), &mut budget).unwrap();
+        assert!(budget.nodes > 20_000 && budget.nodes < 25_000, "{budget:?}");
+        assert!(!budget.exhausted());
+
+        let e = load_dir_within(dir.path(), SetBudget::new(100_000, 1 << 20)).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].file, dir.path().join("f4.yaml"));
+        assert!(e[0].message.starts_with("the manifest set's YAML budget ran out in this file"), "{}", e[0]);
+        assert!(e[0].message.contains("100000 nodes"), "{}", e[0]);
+        // Bytes too: long scalars repeated by aliases.
+        let long = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: s}}\ndata:\n  a: &a {}\n  b: [*a, *a, *a, *a, *a, *a, *a, *a]\n",
+            "y".repeat(10_000)
+        );
+        let mut budget = SetBudget::new(1_000_000, 200_000);
+        let mut m = Manifests::default();
+        add_text_within(&mut m, Path::new("a.yaml"), &long, &mut budget).unwrap();
+        add_text_within(&mut m, Path::new("b.yaml"), &long, &mut budget).unwrap();
+        let e = add_text_within(&mut m, Path::new("c.yaml"), &long, &mut budget).unwrap_err();
+        assert_eq!(e[0].file, Path::new("c.yaml"));
+        assert!(e[0].message.contains("200000 bytes"), "{}", e[0]);
+        assert!(budget.exhausted());
+        let e = add_text_within(&mut m, Path::new("d.yaml"), "a: 1\n", &mut budget).unwrap_err();
+        assert!(e[0].message.contains("ran out before this file"), "{}", e[0]);
+    }
+
+    #[test]
+    fn the_default_set_budget_stops_files_that_each_pass_the_per_file_limits() {
+        // A 1 MiB scalar repeated 60 times by aliases: 61 MiB per file, under the per-file 64 MiB;
+        // four files use 244 MiB of the set's 256 MiB and the fifth runs it out.
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: s}}\ndata:\n  a: &a {}\n  b: [{}]\n",
+            "y".repeat(1 << 20),
+            vec!["*a"; 60].join(", ")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..6 {
+            std::fs::write(dir.path().join(format!("f{i}.yaml")), &text).unwrap();
+        }
+        let e = load_dir(dir.path()).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].file, dir.path().join("f4.yaml"));
+        assert!(e[0].message.contains(&format!("{MAX_SET_SCALAR_BYTES} bytes")), "{}", e[0]);
+    }
+
+    #[test]
+    fn an_invalid_namespace_is_an_error_naming_the_document() {
+        for ns in ["../../x", "UPPER", "a_b", "-a", &"n".repeat(64)] {
+            let e = load(&format!(
+                "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {{name: r1}}\nspec: {{}}\n---\n\
+                 apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {{name: r1, namespace: '{ns}'}}\nspec: {{}}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(e.len(), 1, "{ns}: {e:?}");
+            assert_eq!(e[0].doc, Some(2));
+            assert!(e[0].message.starts_with("VRouterTarget metadata.namespace: "), "{}", e[0]);
+        }
+        let e = load("apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: ../x}\n").unwrap_err();
+        assert!(e[0].message.starts_with("Secret metadata.namespace: "), "{}", e[0]);
+        let e = load("apiVersion: vrouter.kojuro.date/v1\nkind: VRouterParams\nmetadata: {name: p, namespace: [a]}\nspec: {params: {}}\n")
+            .unwrap_err();
+        assert!(e[0].message.contains("metadata.namespace: expected a string"), "{}", e[0]);
+        // Objects that are not ours are not looked at.
+        let m = load("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: ../x}\n").unwrap();
+        assert!(m.namespaces.is_empty());
+        // Empty or absent: the default namespace.
+        let m = load("apiVersion: vrouter.kojuro.date/v1\nkind: VRouterParams\nmetadata: {name: p, namespace: ''}\nspec: {params: {}}\n").unwrap();
+        assert!(m.namespaces["default"].params.contains_key("p"));
+    }
+
+    #[test]
+    fn errors_escape_control_and_bidi_characters_of_values() {
+        let e = load(
+            "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {name: r1}\nspec: {provider: {type: \"lib\\u202evirt\\e[2J\"}}\n",
+        )
+        .unwrap_err();
+        let text = e[0].to_string();
+        assert!(text.contains("lib\\u{202e}virt\\u{1b}[2J"), "{text}");
+        assert!(!text.contains('\u{202e}') && !text.contains('\u{1b}'), "{text}");
+    }
+
+    #[test]
+    fn a_vrouter_kind_under_another_api_version_is_an_error() {
+        for (api, kind) in [
+            ("vrouter.kojuro.date/v2", "VRouterTarget"),
+            ("vrouter.kojuro.date/v1beta1", "Something"),
+            ("example.com/v1", "VRouterBinding"),
+            ("v1", "VRouterTemplate"),
+        ] {
+            let e = load(&format!("---\napiVersion: {api}\nkind: {kind}\nmetadata: {{name: r1}}\nspec: {{}}\n"))
+                .unwrap_err();
+            assert_eq!(e.len(), 1, "{api} {kind}: {e:?}");
+            assert_eq!(e[0].doc, Some(1));
+            assert_eq!(
+                e[0].message,
+                format!("{kind}: unknown apiVersion {api:?} (the vrouter kinds are vrouter.kojuro.date/v1)")
+            );
+        }
+        // Someone else's kinds stay ignored, in any group.
+        assert!(load("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n").unwrap().namespaces.is_empty());
     }
 
     #[test]

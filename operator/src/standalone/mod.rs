@@ -161,7 +161,7 @@ pub fn diff(dir: &Path, state: &Path) -> Result<String, StandaloneError> {
     let mut text = String::new();
     for (id, desired) in &out.desired {
         let Some(d) = desired else { continue };
-        let sim = state.join(format!("routers/{}-{}/sim/active.boot", id.namespace(), id.name()));
+        let sim = simulated_router_dir(state, id).join("sim/active.boot");
         let record = std::fs::read(delivery::DirStore::file(&state.join("applied"), id))
             .ok()
             .and_then(|b| serde_json::from_slice::<delivery::AppliedRecord>(&b).ok());
@@ -210,6 +210,13 @@ pub fn diff(dir: &Path, state: &Path) -> Result<String, StandaloneError> {
         text.push_str(&format!("# problem: {p}\n"));
     }
     Ok(text)
+}
+
+/// A simulated router's state directory: `<state>/routers/<namespace>_<name>`
+/// ([`RouterId::file_name`](vrouter_proto::RouterId::file_name)), as the agent's `simulate`
+/// lays them out under `<state>/routers`.
+pub fn simulated_router_dir(state: &Path, id: &vrouter_proto::RouterId) -> PathBuf {
+    state.join("routers").join(id.file_name())
 }
 
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, SystemTime, u64)> {

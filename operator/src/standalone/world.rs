@@ -14,7 +14,7 @@ use vrouter_proto::RouterId;
 
 use super::manifests::{Manifests, Namespace};
 use crate::binding_plan::{BindingPlan, Existing, plan_cached};
-use crate::crd::{VRouterBindingStatus, VRouterConfig, VRouterTargetStatus};
+use crate::crd::{ConfigPhase, VRouterBindingStatus, VRouterConfig, VRouterTargetStatus};
 use crate::delivery::{DeliveryEvent, Desired};
 use crate::generate::{Inputs, RenderCache};
 use crate::hub::HubEvent;
@@ -175,9 +175,16 @@ impl World {
         self.tracker.on_hub(ev);
     }
 
-    /// What is not yet in its desired state (empty when everything is synced).
+    /// What is not yet in its desired state (empty when everything is synced): bindings not
+    /// Ready, routers not running their desired revision, and configs that failed (a config whose
+    /// target does not exist reaches no router, so no router shows it).
     pub fn unsynced(&self, m: &Manifests) -> Vec<String> {
         let mut out = Vec::new();
+        for ((ns, name), s) in self.tracker.configs() {
+            if s.phase == ConfigPhase::Failed {
+                out.push(format!("VRouterConfig {ns}/{name}: Failed: {}", s.message.as_deref().unwrap_or_default()));
+            }
+        }
         for ((ns, name), s) in &self.bindings {
             if let Some(c) = s.conditions.iter().find(|c| c.type_ == "Ready")
                 && c.status != "True"
@@ -303,4 +310,70 @@ fn namespace_configs<'a>(
 /// `Time` helper for tests and callers.
 pub fn now_k8s() -> Time {
     to_k8s(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use super::*;
+    use crate::standalone::manifests::add_text;
+
+    const TARGETS: &str = "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {name: r1}\nspec: {}\n---\n\
+        apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {name: r2}\nspec: {}\n";
+
+    fn manifests(texts: &[&str]) -> Manifests {
+        let mut m = Manifests::default();
+        for (i, t) in texts.iter().enumerate() {
+            add_text(&mut m, Path::new(&format!("{i}.yaml")), t).unwrap();
+        }
+        m
+    }
+
+    fn desired(out: &StepOutput, router: &str) -> Option<String> {
+        out.desired.iter().find(|(id, _)| id.name() == router).and_then(|(_, d)| d.as_ref()).map(|d| d.config.clone())
+    }
+
+    #[test]
+    fn a_failed_config_is_not_synced() {
+        let orphan = "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterConfig\nmetadata: {name: orphan}\n\
+            spec: {targetRef: {name: gone}, commands: \"set system host-name 'x'\\n\"}\n";
+        let mut w = World::new(vec![0; 32]);
+        let m = manifests(&[TARGETS, orphan]);
+        w.step(&m, SystemTime::now());
+        assert_eq!(w.unsynced(&m), ["VRouterConfig default/orphan: Failed: VRouterTarget \"gone\" not found"]);
+        // Without it, nothing is pending.
+        let m = manifests(&[TARGETS]);
+        w.step(&m, SystemTime::now());
+        assert!(w.unsynced(&m).is_empty(), "{:?}", w.unsynced(&m));
+    }
+
+    #[test]
+    fn a_broken_template_does_not_stop_the_bindings_that_do_not_use_it() {
+        let templates = "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTemplate\nmetadata: {name: good}\n\
+            spec: {config: \"system {\\n    time-zone {{ tz }}\\n}\\n\"}\n---\n\
+            apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTemplate\nmetadata: {name: broken}\n\
+            spec: {config: \"system {\\n    host-name {% if %}\\n}\\n\"}\n";
+        let bindings = "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterBinding\nmetadata: {name: a}\n\
+            spec: {templateRefs: [{name: broken}], targetRefs: [{name: r1}]}\n---\n\
+            apiVersion: vrouter.kojuro.date/v1\nkind: VRouterBinding\nmetadata: {name: b}\n\
+            spec: {templateRefs: [{name: good}], paramsRefs: [{name: p}], targetRefs: [{name: r2}]}\n";
+        let params = |tz: &str| {
+            format!(
+                "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterParams\nmetadata: {{name: p}}\nspec: {{params: {{tz: {tz}}}}}\n"
+            )
+        };
+        let mut w = World::new(vec![0; 32]);
+        let m = manifests(&[TARGETS, templates, bindings, &params("UTC")]);
+        let out = w.step(&m, SystemTime::now());
+        assert!(desired(&out, "r2").unwrap().contains("time-zone \"UTC\""), "{out:?}");
+        let problems = w.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("VRouterBinding default/a: template \"broken\""), "{problems:?}");
+        // A params edit still reaches b's router.
+        let m = manifests(&[TARGETS, templates, bindings, &params("Asia/Tokyo")]);
+        let out = w.step(&m, SystemTime::now());
+        assert!(desired(&out, "r2").unwrap().contains("time-zone \"Asia/Tokyo\""), "{out:?}");
+    }
 }

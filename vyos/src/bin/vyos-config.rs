@@ -145,7 +145,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = apply_commands(&mut config.tree, &cmds, Schema::vyos())
                 .with_context(|| format!("{commands}: cannot apply"))?;
             for warning in &report.warnings {
-                eprintln!("warning: {warning}");
+                eprintln!("warning: {}", vyos_config::escape_controls(warning));
             }
             out.write_all(config.render().as_bytes())?;
         }
@@ -169,7 +169,8 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("vyos-config: {e:#}");
+            // Values from the input are in the message: no control or bidi character reaches the terminal.
+            eprintln!("vyos-config: {}", vyos_config::escape_controls(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
