@@ -85,6 +85,8 @@ pub enum ParseErrorKind {
     },
     /// Nesting deeper than [`MAX_DEPTH`].
     TooDeep,
+    /// A NUL character, raw or written `\000`: VyOS cannot store it.
+    Nul,
 }
 
 impl ParseError {
@@ -136,6 +138,9 @@ impl fmt::Display for ParseError {
             ParseErrorKind::TooDeep => {
                 write!(f, "Syntax error on line {line}, character {column}: nesting deeper than {MAX_DEPTH} levels")
             }
+            ParseErrorKind::Nul => {
+                write!(f, "Syntax error on line {line}, character {column}: a NUL character, which VyOS cannot store")
+            }
         }
     }
 }
@@ -175,15 +180,18 @@ struct Lexer<'a> {
     line_start: usize,
     /// True right after an identifier or string: the next newline is significant.
     inside_node: bool,
+    /// Byte offset where the token last returned by [`Lexer::next`] starts.
+    token_start: usize,
 }
 
 fn is_ident_byte(b: u8) -> bool {
-    !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'{' | b'}' | b'"' | b'\'')
+    // NUL ends a word, so that the next token reports it.
+    !matches!(b, 0 | b' ' | b'\t' | b'\n' | b'\r' | b'{' | b'}' | b'"' | b'\'')
 }
 
 impl<'a> Lexer<'a> {
     fn new(text: &'a str) -> Self {
-        Lexer { src: text.as_bytes(), text, pos: 0, line: 1, line_start: 0, inside_node: false }
+        Lexer { src: text.as_bytes(), text, pos: 0, line: 1, line_start: 0, inside_node: false, token_start: 0 }
     }
 
     fn err(&self, line: usize, column: usize, kind: ParseErrorKind) -> ParseError {
@@ -194,10 +202,13 @@ impl<'a> Lexer<'a> {
     fn next(&mut self) -> Result<(Tok, usize, usize), ParseError> {
         loop {
             let Some(&b) = self.src.get(self.pos) else {
+                self.token_start = self.pos;
                 return Ok((Tok::Eof, self.line, self.pos - self.line_start + 1));
             };
             let (line, column) = (self.line, self.pos - self.line_start + 1);
+            self.token_start = self.pos;
             match b {
+                0 => return Err(self.err(line, column, ParseErrorKind::Nul)),
                 b' ' | b'\t' | b'\r' => self.pos += 1,
                 b'\n' => {
                     self.pos += 1;
@@ -233,6 +244,9 @@ impl<'a> Lexer<'a> {
                     if rest.starts_with(b"//") {
                         // A line comment always wins over an identifier (it is at least as long).
                         while self.pos < self.src.len() && self.src[self.pos] != b'\n' {
+                            if self.src[self.pos] == 0 {
+                                return Err(self.err(line, self.pos - self.line_start + 1, ParseErrorKind::Nul));
+                            }
                             self.pos += 1;
                         }
                         continue;
@@ -288,6 +302,10 @@ impl<'a> Lexer<'a> {
                             self.pos += 1;
                         }
                         None => match self.decimal_escape() {
+                            Some(0) => {
+                                let column = self.pos - self.line_start;
+                                return Err(self.err(self.line, column, ParseErrorKind::Nul));
+                            }
                             // `\DDD`, which VyOS's escaper writes for other control characters.
                             Some(d) => {
                                 out.push(d);
@@ -303,6 +321,7 @@ impl<'a> Lexer<'a> {
                     self.line += 1;
                     self.line_start = self.pos;
                 }
+                0 => return Err(self.err(self.line, self.pos - self.line_start, ParseErrorKind::Nul)),
                 _ => out.push(b),
             }
         }
@@ -335,6 +354,9 @@ impl<'a> Lexer<'a> {
             if self.src[self.pos] == b'\n' {
                 self.line += 1;
                 self.line_start = self.pos + 1;
+            }
+            if self.src[self.pos] == 0 {
+                return Err(self.err(self.line, self.pos - self.line_start + 1, ParseErrorKind::Nul));
             }
             self.pos += 1;
         }
@@ -619,6 +641,58 @@ pub fn parse_tree(text: &str) -> Result<Tree, ParseError> {
     Ok(Tree::from_root(root))
 }
 
+/// One token of the hierarchical format, as [`lexemes`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lexeme {
+    /// A bare word (a node name or a value).
+    Word(String),
+    /// A quoted string, quotes removed and escapes decoded.
+    Quoted(String),
+    /// A `/* … */` comment: the text between the markers, untrimmed.
+    Comment(String),
+    /// `{`.
+    Open,
+    /// `}`.
+    Close,
+    /// A significant end of line (one that ends a node).
+    Newline,
+}
+
+/// A [`Lexeme`] with the byte range of its source text. Whatever lies between two tokens is
+/// whitespace, insignificant newlines and `//` line comments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned {
+    /// The token.
+    pub lexeme: Lexeme,
+    /// Byte offset of its first character.
+    pub start: usize,
+    /// Byte offset just after it.
+    pub end: usize,
+    /// Its 1-based line.
+    pub line: usize,
+}
+
+/// Splits a text in the hierarchical format into tokens exactly as [`parse_tree`] reads them,
+/// without parsing the grammar; for tools that rewrite words while leaving the rest of the text
+/// as it is.
+pub fn lexemes(text: &str) -> Result<Vec<Spanned>, ParseError> {
+    let mut lexer = Lexer::new(text);
+    let mut out = Vec::new();
+    loop {
+        let (tok, line, _) = lexer.next()?;
+        let lexeme = match tok {
+            Tok::Eof => return Ok(out),
+            Tok::Ident(s) => Lexeme::Word(s),
+            Tok::Str(s) => Lexeme::Quoted(s),
+            Tok::Comment(s) => Lexeme::Comment(s),
+            Tok::LBrace => Lexeme::Open,
+            Tok::RBrace => Lexeme::Close,
+            Tok::Newline => Lexeme::Newline,
+        };
+        out.push(Spanned { lexeme, start: lexer.token_start, end: lexer.pos, line });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -837,6 +911,46 @@ mod tests {
     fn depth_is_bounded() {
         let deep = "a {\n".repeat(MAX_DEPTH + 5);
         assert!(matches!(parse_tree(&deep).unwrap_err().kind, ParseErrorKind::TooDeep));
+    }
+
+    /// VyOS cannot store a NUL: refused raw or escaped, wherever it is, with its position.
+    #[test]
+    fn nul_is_refused() {
+        for (text, (line, column)) in [
+            ("a \"x\0y\"\n", (1, 5)),
+            ("a {\n    b x\0y\n}\n", (2, 8)),
+            ("a \"x\\000y\"\n", (1, 5)),
+            ("a 'x\\000'\n", (1, 5)),
+            ("/* c\0 */\na\n", (1, 5)),
+            ("a b // c\0\n", (1, 9)),
+            ("\0", (1, 1)),
+        ] {
+            let e = parse_tree(text).unwrap_err();
+            assert_eq!(e.kind, ParseErrorKind::Nul, "{text:?}: {e}");
+            assert_eq!((e.line, e.column), (line, column), "{text:?}: {e}");
+            assert!(e.to_string().contains("NUL"), "{e}");
+        }
+        // Other control characters written as `\DDD` still decode.
+        assert_eq!(parse_tree("a \"x\\001\"\n").unwrap().values(&["a"]), ["x\u{1}"]);
+    }
+
+    #[test]
+    fn lexemes_have_spans() {
+        let text = "a {\n    b \"x y\" // note\n    /* c */\n}\n";
+        let tokens = lexemes(text).unwrap();
+        let shown: Vec<(&str, &Lexeme, usize)> = tokens.iter().map(|t| (&text[t.start..t.end], &t.lexeme, t.line)).collect();
+        assert_eq!(
+            shown,
+            [
+                ("a", &Lexeme::Word("a".into()), 1),
+                ("{", &Lexeme::Open, 1),
+                ("b", &Lexeme::Word("b".into()), 2),
+                ("\"x y\"", &Lexeme::Quoted("x y".into()), 2),
+                ("\n", &Lexeme::Newline, 2),
+                ("/* c */", &Lexeme::Comment(" c ".into()), 3),
+                ("}", &Lexeme::Close, 4),
+            ]
+        );
     }
 
     #[test]
