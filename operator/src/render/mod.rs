@@ -755,3 +755,5 @@ impl io::Write for LimitedWriter {
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod quoting_tests;
