@@ -10,6 +10,7 @@
 //! unquoted shell syntax (`;`, `|`, `&`, `<`, `>`, `$`, backticks, backslashes) and command
 //! substitution inside double quotes are refused with the line and column, so a template
 //! parameter can never turn into something executed.
+//! A NUL character (raw or `\000`), which VyOS cannot store, is refused as well.
 //!
 //! For `set` and `delete`, a *quoted* last word is the value; an unquoted last word is a path
 //! element. VyOS itself decides with its schema whether a trailing word is a value, so both

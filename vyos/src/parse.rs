@@ -27,7 +27,8 @@
 //! cannot store it twice); an empty `/* */` comment is no comment (commands cannot say it); a tag
 //! node merged with a plain block that gives an instance a value or a tag form of its own is not
 //! a tag node (the tag form could not be rendered);
-//! nesting deeper than [`MAX_DEPTH`] is an error instead of a stack overflow.
+//! nesting deeper than [`MAX_DEPTH`] is an error instead of a stack overflow; a NUL character
+//! (raw or `\000`), which VyOS cannot store, is an error.
 
 use std::fmt;
 
