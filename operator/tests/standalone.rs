@@ -164,7 +164,10 @@ fn render_keeps_each_parameter_one_value() {
     };
     let out = render(r#""corp.example'\nset system login user mallory authentication plaintext-password 'hunter22'""#);
     assert!(!out.contains("mallory authentication"), "{out}");
-    assert!(out.contains("# problem: VRouterBinding default/b: target \"r1\": template \"dns\" (config) line 2: the value"), "{out}");
+    assert!(
+        out.contains("# problem: VRouterBinding default/b: target \"r1\": template \"dns\" (config) line 2: the value"),
+        "{out}"
+    );
     assert!(out.contains("contains a newline"), "{out}");
     assert!(out.contains("# warning: namespace \"default\": template \"raw\" (commands) line 1: raw_syntax"), "{out}");
 

@@ -435,9 +435,13 @@ mod tests {
     /// VyOS cannot store a NUL: refused raw or escaped, quoted or not, with its column.
     #[test]
     fn nul_is_refused() {
-        for (line, column) in
-            [("set a 'x\0y'", 9), ("set a x\0y", 8), ("set a 'x\\000'", 9), ("set a \"\\000\"", 8), ("comment a '\0'", 12)]
-        {
+        for (line, column) in [
+            ("set a 'x\0y'", 9),
+            ("set a x\0y", 8),
+            ("set a 'x\\000'", 9),
+            ("set a \"\\000\"", 8),
+            ("comment a '\0'", 12),
+        ] {
             let e = parse_line(line, 5).unwrap_err();
             assert_eq!((e.line, e.column), (5, column), "{line:?}: {e}");
             assert!(e.message.contains("NUL"), "{e}");

@@ -183,6 +183,8 @@ struct Lexer<'a> {
     inside_node: bool,
     /// Byte offset where the token last returned by [`Lexer::next`] starts.
     token_start: usize,
+    /// Whether tokens carry their text ([`lexemes`] only needs their kinds and spans).
+    keep_text: bool,
 }
 
 fn is_ident_byte(b: u8) -> bool {
@@ -192,7 +194,16 @@ fn is_ident_byte(b: u8) -> bool {
 
 impl<'a> Lexer<'a> {
     fn new(text: &'a str) -> Self {
-        Lexer { src: text.as_bytes(), text, pos: 0, line: 1, line_start: 0, inside_node: false, token_start: 0 }
+        Lexer {
+            src: text.as_bytes(),
+            text,
+            pos: 0,
+            line: 1,
+            line_start: 0,
+            inside_node: false,
+            token_start: 0,
+            keep_text: true,
+        }
     }
 
     fn err(&self, line: usize, column: usize, kind: ParseErrorKind) -> ParseError {
@@ -259,7 +270,8 @@ impl<'a> Lexer<'a> {
                     }
                     self.pos = end;
                     self.inside_node = true;
-                    return Ok((Tok::Ident(self.text[start..end].to_owned()), line, column));
+                    let word = if self.keep_text { self.text[start..end].to_owned() } else { String::new() };
+                    return Ok((Tok::Ident(word), line, column));
                 }
             }
         }
@@ -299,7 +311,9 @@ impl<'a> Lexer<'a> {
                     };
                     match decoded {
                         Some(d) => {
-                            out.push(d);
+                            if self.keep_text {
+                                out.push(d);
+                            }
                             self.pos += 1;
                         }
                         None => match self.decimal_escape() {
@@ -309,21 +323,30 @@ impl<'a> Lexer<'a> {
                             }
                             // `\DDD`, which VyOS's escaper writes for other control characters.
                             Some(d) => {
-                                out.push(d);
+                                if self.keep_text {
+                                    out.push(d);
+                                }
                                 self.pos += 3;
                             }
                             // Unknown escape: keep the backslash; the next byte is read normally.
-                            None => out.push(b'\\'),
+                            None => {
+                                if self.keep_text {
+                                    out.push(b'\\');
+                                }
+                            }
                         },
                     }
                 }
                 b'\n' => {
-                    out.push(b'\n');
+                    if self.keep_text {
+                        out.push(b'\n');
+                    }
                     self.line += 1;
                     self.line_start = self.pos;
                 }
                 0 => return Err(self.err(self.line, self.pos - self.line_start, ParseErrorKind::Nul)),
-                _ => out.push(b),
+                _ if self.keep_text => out.push(b),
+                _ => {}
             }
         }
         // The input is valid UTF-8 and escapes only produce ASCII, so this cannot fail; be safe anyway.
@@ -348,7 +371,7 @@ impl<'a> Lexer<'a> {
                 return Err(self.err(line, column, ParseErrorKind::UnterminatedComment));
             }
             if self.src[self.pos] == b'*' && self.src[self.pos + 1] == b'/' {
-                let text = self.text[start..self.pos].to_owned();
+                let text = if self.keep_text { self.text[start..self.pos].to_owned() } else { String::new() };
                 self.pos += 2;
                 return Ok(text);
             }
@@ -642,15 +665,15 @@ pub fn parse_tree(text: &str) -> Result<Tree, ParseError> {
     Ok(Tree::from_root(root))
 }
 
-/// One token of the hierarchical format, as [`lexemes`] returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The kind of one token of the hierarchical format, as [`lexemes`] returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lexeme {
-    /// A bare word (a node name or a value).
-    Word(String),
-    /// A quoted string, quotes removed and escapes decoded.
-    Quoted(String),
-    /// A `/* … */` comment: the text between the markers, untrimmed.
-    Comment(String),
+    /// A bare word (a node name or a value): its text is its span.
+    Word,
+    /// A quoted string; [`unquote`] decodes its span.
+    Quoted,
+    /// A `/* … */` comment: its text is its span without the markers.
+    Comment,
     /// `{`.
     Open,
     /// `}`.
@@ -663,7 +686,7 @@ pub enum Lexeme {
 /// whitespace, insignificant newlines and `//` line comments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spanned {
-    /// The token.
+    /// The token's kind.
     pub lexeme: Lexeme,
     /// Byte offset of its first character.
     pub start: usize,
@@ -674,23 +697,35 @@ pub struct Spanned {
 }
 
 /// Splits a text in the hierarchical format into tokens exactly as [`parse_tree`] reads them,
-/// without parsing the grammar; for tools that rewrite words while leaving the rest of the text
-/// as it is.
+/// without parsing the grammar and without copying any text; for tools that rewrite words while
+/// leaving the rest of the text as it is.
 pub fn lexemes(text: &str) -> Result<Vec<Spanned>, ParseError> {
     let mut lexer = Lexer::new(text);
+    lexer.keep_text = false;
     let mut out = Vec::new();
     loop {
         let (tok, line, _) = lexer.next()?;
         let lexeme = match tok {
             Tok::Eof => return Ok(out),
-            Tok::Ident(s) => Lexeme::Word(s),
-            Tok::Str(s) => Lexeme::Quoted(s),
-            Tok::Comment(s) => Lexeme::Comment(s),
+            Tok::Ident(_) => Lexeme::Word,
+            Tok::Str(_) => Lexeme::Quoted,
+            Tok::Comment(_) => Lexeme::Comment,
             Tok::LBrace => Lexeme::Open,
             Tok::RBrace => Lexeme::Close,
             Tok::Newline => Lexeme::Newline,
         };
         out.push(Spanned { lexeme, start: lexer.token_start, end: lexer.pos, line });
+    }
+}
+
+/// The value of one quoted string token (`"…"` or `'…'`, as [`lexemes`] spans it): quotes
+/// removed, escapes decoded as [`parse_tree`] decodes them. `None` if `token` is not exactly one
+/// quoted string.
+pub fn unquote(token: &str) -> Option<String> {
+    let mut lexer = Lexer::new(token);
+    match lexer.next() {
+        Ok((Tok::Str(value), _, _)) if lexer.pos == token.len() => Some(value),
+        _ => None,
     }
 }
 
@@ -937,21 +972,26 @@ mod tests {
 
     #[test]
     fn lexemes_have_spans() {
-        let text = "a {\n    b \"x y\" // note\n    /* c */\n}\n";
+        let text = "a {\n    b \"x\\ty\" // note\n    /* c */\n}\n";
         let tokens = lexemes(text).unwrap();
-        let shown: Vec<(&str, &Lexeme, usize)> = tokens.iter().map(|t| (&text[t.start..t.end], &t.lexeme, t.line)).collect();
+        let shown: Vec<(&str, Lexeme, usize)> =
+            tokens.iter().map(|t| (&text[t.start..t.end], t.lexeme, t.line)).collect();
         assert_eq!(
             shown,
             [
-                ("a", &Lexeme::Word("a".into()), 1),
-                ("{", &Lexeme::Open, 1),
-                ("b", &Lexeme::Word("b".into()), 2),
-                ("\"x y\"", &Lexeme::Quoted("x y".into()), 2),
-                ("\n", &Lexeme::Newline, 2),
-                ("/* c */", &Lexeme::Comment(" c ".into()), 3),
-                ("}", &Lexeme::Close, 4),
+                ("a", Lexeme::Word, 1),
+                ("{", Lexeme::Open, 1),
+                ("b", Lexeme::Word, 2),
+                ("\"x\\ty\"", Lexeme::Quoted, 2),
+                ("\n", Lexeme::Newline, 2),
+                ("/* c */", Lexeme::Comment, 3),
+                ("}", Lexeme::Close, 4),
             ]
         );
+        assert_eq!(unquote("\"x\\ty\"").as_deref(), Some("x\ty"));
+        assert_eq!(unquote("'it\\'s'").as_deref(), Some("it's"));
+        assert_eq!(unquote("\"a\" b"), None);
+        assert_eq!(unquote("a"), None);
     }
 
     #[test]

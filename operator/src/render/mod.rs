@@ -754,6 +754,6 @@ impl io::Write for LimitedWriter {
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod quoting_tests;
+#[cfg(test)]
+mod tests;

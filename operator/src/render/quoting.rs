@@ -27,12 +27,11 @@
 //! was rendered.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Error, ErrorKind, Output, State};
 use vyos_config::commands::split_words;
-use vyos_config::parse::{Lexeme, lexemes};
+use vyos_config::parse::{Lexeme, lexemes, unquote};
 use vyos_config::render::{escape, escape_single};
 use vyos_config::tree::is_valid_name;
 
@@ -58,13 +57,14 @@ pub(crate) fn is_reserved(c: char) -> bool {
 /// The values printed by one render, in the order of their markers.
 #[derive(Debug, Default)]
 pub(crate) struct Values {
-    texts: Vec<String>,
+    /// Each printed value as a string value (strings are shared with the context, not copied).
+    texts: Vec<Value>,
     bytes: usize,
 }
 
 impl Values {
     fn get(&self, index: usize) -> Option<&str> {
-        self.texts.get(index).map(String::as_str)
+        self.texts.get(index).and_then(Value::as_str)
     }
 }
 
@@ -92,6 +92,10 @@ fn preview(text: &str) -> String {
 
 /// Why `text` cannot be one VyOS value, if it cannot.
 fn unrepresentable(text: &str) -> Option<String> {
+    // Fast path: control characters are single bytes, reserved ones start with 0xEE in UTF-8.
+    if !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xEE) {
+        return None;
+    }
     let c = text.chars().find(|&c| c < ' ' || c == '\x7f' || is_reserved(c))?;
     let what = match c {
         '\n' => "a newline",
@@ -140,7 +144,12 @@ pub(crate) fn formatter(
             return Err(Error::new(ErrorKind::InvalidOperation, VALUES_TOO_LARGE));
         }
         let index = values.texts.len();
-        values.texts.push(text.into_owned());
+        let text = match text {
+            // The same string the context holds: a reference count, not a copy.
+            Cow::Borrowed(_) if value.kind() == ValueKind::String => value.clone(),
+            text => Value::from(text.into_owned()),
+        };
+        values.texts.push(text);
         write_marker(out, index).map_err(Error::from)
     }
 }
@@ -352,9 +361,9 @@ fn config(text: &str, values: &Values) -> Result<String, Problem> {
             continue;
         }
         let problem = |message: String| Problem { line: token.line, message };
-        match &token.lexeme {
-            Lexeme::Word(word) => {
-                let value = decode(word, values).map_err(problem)?;
+        match token.lexeme {
+            Lexeme::Word => {
+                let value = decode(source, values).map_err(problem)?;
                 if is_valid_name(&value) {
                     out.push_str(&value);
                 } else {
@@ -363,13 +372,16 @@ fn config(text: &str, values: &Values) -> Result<String, Problem> {
                     out.push('"');
                 }
             }
-            Lexeme::Quoted(quoted) => {
-                let value = decode(quoted, values).map_err(problem)?;
+            Lexeme::Quoted => {
+                let quoted =
+                    unquote(source).ok_or_else(|| problem(format!("internal: {source:?} is not one quoted string")))?;
+                let value = decode(&quoted, values).map_err(problem)?;
                 out.push('"');
                 escape(&value, &mut out);
                 out.push('"');
             }
-            Lexeme::Comment(comment) => {
+            Lexeme::Comment => {
+                let comment = source.get(2..source.len().saturating_sub(2)).unwrap_or_default();
                 let decoded = decode(comment, values).map_err(problem)?;
                 if decoded.contains("*/") {
                     return Err(problem(format!(
@@ -395,7 +407,7 @@ mod tests {
     use super::*;
 
     fn values(texts: &[&str]) -> Values {
-        Values { texts: texts.iter().map(|s| (*s).to_owned()).collect(), bytes: 0 }
+        Values { texts: texts.iter().map(|s| Value::from(*s)).collect(), bytes: 0 }
     }
 
     fn marker(index: usize) -> String {
@@ -406,7 +418,7 @@ mod tests {
 
     #[test]
     fn markers_round_trip() {
-        let texts: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
+        let texts: Vec<Value> = (0..300).map(|i| Value::from(format!("v{i}"))).collect();
         let v = Values { texts, bytes: 0 };
         for i in [0, 1, 15, 16, 255, 256, 299] {
             assert_eq!(decode(&format!("a{}b", marker(i)), &v).unwrap(), format!("av{i}b"));
@@ -469,7 +481,8 @@ mod tests {
 
     #[test]
     fn raw_syntax_lines_inside_tags_only() {
-        let source = "a raw_syntax\n{{ x | raw_syntax }}\n{# raw_syntax #}\n{% filter raw_syntax %}\n{{ my_raw_syntax }}\n";
+        let source =
+            "a raw_syntax\n{{ x | raw_syntax }}\n{# raw_syntax #}\n{% filter raw_syntax %}\n{{ my_raw_syntax }}\n";
         assert_eq!(raw_syntax_lines(source), [2, 4]);
     }
 }

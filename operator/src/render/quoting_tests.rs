@@ -6,7 +6,8 @@ use vyos_config::{Schema, Tree, apply_commands, parse_commands, parse_tree};
 use super::*;
 
 fn render(config: Option<&str>, commands: Option<&str>, params: serde_json::Value) -> Result<Rendered, RenderError> {
-    let source = TemplateSource { name: "t".into(), config: config.map(Into::into), commands: commands.map(Into::into) };
+    let source =
+        TemplateSource { name: "t".into(), config: config.map(Into::into), commands: commands.map(Into::into) };
     let r = Renderer::new(&[source], Limits::default()).map_err(|mut e| e.remove(0))?;
     let serde_json::Value::Object(params) = params else { panic!("params must be an object") };
     r.render("t", &RenderContext { params, ..RenderContext::default() })
@@ -49,7 +50,9 @@ fn config_parameter_cannot_add_nodes() {
     assert!(err.to_string().contains("contains a newline"), "{err}");
     // The hierarchical format needs no newline to break out: on one line, still one value.
     let evil = "x\" } service { ssh { port 2222 } } system { y \"";
-    for template in [template, "system {\n    domain-name {{ evil }}\n}\n", "system {\n    domain-name '{{ evil }}'\n}\n"] {
+    for template in
+        [template, "system {\n    domain-name {{ evil }}\n}\n", "system {\n    domain-name '{{ evil }}'\n}\n"]
+    {
         let out = render(Some(template), None, json!({ "evil": evil })).unwrap();
         let tree = parse_tree(out.config.as_deref().unwrap()).unwrap();
         assert_eq!(tree.values(&["system", "domain-name"]), [evil], "{template}");
@@ -61,7 +64,8 @@ fn config_parameter_cannot_add_nodes() {
 /// Reproduction 3: a lone quote rewrote the path (`set system domain-name 'x' description 'y'`).
 #[test]
 fn a_lone_quote_is_part_of_the_value() {
-    let out = render(None, Some("set system domain-name '{{ evil }}'\n"), json!({ "evil": "x' description 'y" })).unwrap();
+    let out =
+        render(None, Some("set system domain-name '{{ evil }}'\n"), json!({ "evil": "x' description 'y" })).unwrap();
     assert_eq!(out.commands.as_deref(), Some("set system domain-name 'x\\' description \\'y'\n"));
     let commands = parse_commands(out.commands.as_deref().unwrap()).unwrap();
     assert_eq!(commands.len(), 1);
@@ -88,11 +92,15 @@ fn plain_values_render_as_before() {
     .unwrap();
     assert_eq!(
         out.config.as_deref(),
-        Some("interfaces {\n    ethernet eth0 {\n        address 10.0.0.1/24\n        description \"uplink to core\"\n    }\n}\n")
+        Some(
+            "interfaces {\n    ethernet eth0 {\n        address 10.0.0.1/24\n        description \"uplink to core\"\n    }\n}\n"
+        )
     );
     assert_eq!(
         out.commands.as_deref(),
-        Some("set interfaces ethernet eth0 address '10.0.0.1/24'\nset protocols bgp system-as 65000\ndelete system host-name edge\n")
+        Some(
+            "set interfaces ethernet eth0 address '10.0.0.1/24'\nset protocols bgp system-as 65000\ndelete system host-name edge\n"
+        )
     );
 }
 
@@ -107,7 +115,10 @@ fn values_out_of_place_are_refused() {
          commands on purpose"
     );
     let err = render(Some("/* {{ c }} */\na b\n"), None, json!({ "c": "x */ service { ssh } /* y" })).unwrap_err();
-    assert!(matches!(&err, RenderError::Quoting { line: 1, message, .. } if message.contains("would end the comment")), "{err:?}");
+    assert!(
+        matches!(&err, RenderError::Quoting { line: 1, message, .. } if message.contains("would end the comment")),
+        "{err:?}"
+    );
     for bad in ["a\rb", "a\0b", "a\tb", "a\u{7f}", "a\u{e000}b"] {
         let err = render(None, Some("set a '{{ v }}'\n"), json!({ "v": bad })).unwrap_err();
         assert!(matches!(err, RenderError::Eval { line: Some(1), .. }), "{bad:?}: {err:?}");
@@ -130,7 +141,10 @@ fn raw_syntax_prints_syntax_and_is_reported() {
     let r = Renderer::new(std::slice::from_ref(&source), Limits::default()).unwrap();
     let uses: Vec<String> = r.raw_syntax_uses().iter().map(ToString::to_string).collect();
     assert_eq!(uses.len(), 2);
-    assert!(uses[0].starts_with("template \"t\" (config) line 2: raw_syntax prints a value as VyOS syntax"), "{uses:?}");
+    assert!(
+        uses[0].starts_with("template \"t\" (config) line 2: raw_syntax prints a value as VyOS syntax"),
+        "{uses:?}"
+    );
     assert!(uses[1].starts_with("template \"t\" (commands) line 2: raw_syntax"), "{uses:?}");
     assert_eq!(raw_syntax_uses(&source), r.raw_syntax_uses());
     // Jinja's `safe` would do the same silently: refused, pointing at raw_syntax.
@@ -143,7 +157,9 @@ fn raw_syntax_prints_syntax_and_is_reported() {
 fn macros_blocks_and_includes_keep_values_as_values() {
     let macros = TemplateSource {
         name: "m".into(),
-        config: Some("{% macro eth(name, d) %}ethernet {{ name }} {\n    description {{ d }}\n}\n{% endmacro %}".into()),
+        config: Some(
+            "{% macro eth(name, d) %}ethernet {{ name }} {\n    description {{ d }}\n}\n{% endmacro %}".into(),
+        ),
         commands: Some("set system domain-name '{{ evil }}'\n".into()),
     };
     let main = TemplateSource {
@@ -163,7 +179,8 @@ fn macros_blocks_and_includes_keep_values_as_values() {
     );
     assert_eq!(out.commands.as_deref(), Some("set system domain-name 'a } b'\nset system host-name 'a } b-x'\n"));
     // Output cut by a filter cannot be put back together: refused, not guessed.
-    let err = render(Some("{% set b %}x {{ v }}{% endset %}{{ b | reverse }}\n"), None, json!({ "v": "y" })).unwrap_err();
+    let err =
+        render(Some("{% set b %}x {{ v }}{% endset %}{{ b | reverse }}\n"), None, json!({ "v": "y" })).unwrap_err();
     assert!(err.to_string().contains("incomplete"), "{err}");
     let err = render(Some("{% set b %}x {{ v }}{% endset %}{{ b[1:] }}\n"), None, json!({ "v": "y" })).unwrap_err();
     assert!(err.to_string().contains("reserves"), "{err}");
@@ -184,7 +201,8 @@ fn secrets_still_work_and_cannot_be_smuggled() {
 /// The predecessor's `{{ .path }}` is a value like any other.
 #[test]
 fn go_paths_are_values() {
-    let out = render(None, Some("set system domain-name '{{ .evil }}'\n"), json!({ "evil": "x' description 'y" })).unwrap();
+    let out =
+        render(None, Some("set system domain-name '{{ .evil }}'\n"), json!({ "evil": "x' description 'y" })).unwrap();
     assert_eq!(parse_commands(out.commands.as_deref().unwrap()).unwrap().len(), 1);
     assert!(render(None, Some("set system domain-name '{{ .evil }}'\n"), json!({ "evil": MALLORY })).is_err());
 }
