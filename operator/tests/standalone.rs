@@ -215,3 +215,42 @@ fn until_synced_fails_while_a_config_is_failed() {
     // Every router did sync: the failed config is the one thing pending.
     assert_eq!(err.matches("\n  ").count(), 1, "{err}");
 }
+
+/// Issue 21, end to end on the `render` command: a parameter holding a quote and a newline is
+/// refused (it added user mallory before), one holding a quote stays one value, and a template
+/// using `raw_syntax` is reported.
+#[test]
+fn render_keeps_each_parameter_one_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifests = |evil: &str| {
+        format!(
+            "apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTemplate\nmetadata: {{name: dns}}\nspec:\n  \
+             commands: |\n    set system domain-name '{{{{ evil }}}}'\n  \
+             config: |\n    system {{\n        host-name {{{{ evil }}}}\n    }}\n---\n\
+             apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTemplate\nmetadata: {{name: raw}}\nspec:\n  \
+             commands: |\n    {{{{ extra | default('') | raw_syntax }}}}\n---\n\
+             apiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata: {{name: r1}}\nspec:\n  \
+             provider: {{type: none}}\n  params:\n    evil: {evil}\n---\n\
+             apiVersion: vrouter.kojuro.date/v1\nkind: VRouterBinding\nmetadata: {{name: b}}\nspec:\n  \
+             templateRefs: [{{name: dns}}, {{name: raw}}]\n  targetRefs: [{{name: r1}}]\n"
+        )
+    };
+    let render = |evil: &str| {
+        std::fs::write(tmp.path().join("site.yaml"), manifests(evil)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_vrouter-operator")).arg("render").arg(tmp.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = render(r#""corp.example'\nset system login user mallory authentication plaintext-password 'hunter22'""#);
+    assert!(!out.contains("mallory authentication"), "{out}");
+    assert!(
+        out.contains("# problem: VRouterBinding default/b: target \"r1\": template \"dns\" (config) line 2: the value"),
+        "{out}"
+    );
+    assert!(out.contains("contains a newline"), "{out}");
+    assert!(out.contains("# warning: namespace \"default\": template \"raw\" (commands) line 1: raw_syntax"), "{out}");
+
+    let out = render(r#""x' description 'y""#);
+    assert!(out.contains("#     domain-name \"x' description 'y\""), "{out}");
+    assert!(out.contains("#     host-name \"x' description 'y\""), "{out}");
+}

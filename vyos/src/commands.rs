@@ -10,6 +10,7 @@
 //! unquoted shell syntax (`;`, `|`, `&`, `<`, `>`, `$`, backticks, backslashes) and command
 //! substitution inside double quotes are refused with the line and column, so a template
 //! parameter can never turn into something executed.
+//! A NUL character (raw or `\000`), which VyOS cannot store, is refused as well.
 //!
 //! For `set` and `delete`, a *quoted* last word is the value; an unquoted last word is a path
 //! element. VyOS itself decides with its schema whether a trailing word is a value, so both
@@ -117,11 +118,22 @@ pub struct CommandError {
     pub message: String,
 }
 
-struct Word {
-    text: String,
-    quoted: bool,
-    column: usize,
+/// One word of a command line, as [`split_words`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Word {
+    /// The word, quotes removed and escapes decoded.
+    pub text: String,
+    /// Whether any part of it was quoted.
+    pub quoted: bool,
+    /// Column (character, from 1) where it starts.
+    pub column: usize,
+    /// Byte offset in the line where it starts.
+    pub start: usize,
+    /// Byte offset in the line just after it.
+    pub end: usize,
 }
+
+const NUL_MESSAGE: &str = "a NUL character, which VyOS cannot store";
 
 /// Parses a command list.
 pub fn parse_commands(text: &str) -> Result<Vec<Command>, CommandError> {
@@ -201,7 +213,10 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Command, CommandError> {
     Ok(Command { op, path, value, line: line_no })
 }
 
-fn split_words(line: &str, line_no: usize) -> Result<Vec<Word>, CommandError> {
+/// Splits one command line (without its newline) into words exactly as [`parse_line`] does,
+/// refusing the same shell syntax; for tools that rewrite words while leaving the rest of the
+/// line as it is.
+pub fn split_words(line: &str, line_no: usize) -> Result<Vec<Word>, CommandError> {
     // Syntax characters are all ASCII, so the line is scanned as bytes; multi-byte UTF-8
     // sequences are copied through untouched. Columns in errors count characters.
     let col = |byte: usize| line[..byte].chars().count() + 1;
@@ -257,6 +272,9 @@ fn split_words(line: &str, line_no: usize) -> Result<Vec<Word>, CommandError> {
                                     && b.get(i + 2).is_some_and(u8::is_ascii_digit) =>
                                 {
                                     let n = b[i..i + 3].iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+                                    if n == 0 {
+                                        return Err(err(i - 1, NUL_MESSAGE.to_owned()));
+                                    }
                                     if n < 0x20 || n == 0x7f {
                                         // `\DDD` as VyOS's escaper writes control characters.
                                         text.push(n as u8);
@@ -280,10 +298,14 @@ fn split_words(line: &str, line_no: usize) -> Result<Vec<Word>, CommandError> {
                             i += 1;
                             continue;
                         }
+                        if q == 0 {
+                            return Err(err(i, NUL_MESSAGE.to_owned()));
+                        }
                         text.push(q);
                         i += 1;
                     }
                 }
+                0 => return Err(err(i, NUL_MESSAGE.to_owned())),
                 b';' | b'|' | b'&' | b'<' | b'>' | b'$' | b'`' | b'\\' | b'(' | b')' => {
                     return Err(err(
                         i,
@@ -301,7 +323,7 @@ fn split_words(line: &str, line_no: usize) -> Result<Vec<Word>, CommandError> {
         }
         // Only ASCII bytes were added or removed around intact UTF-8 sequences.
         let text = String::from_utf8(text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        words.push(Word { text, quoted, column: col(start) });
+        words.push(Word { text, quoted, column: col(start), start, end: i });
     }
     Ok(words)
 }
@@ -408,6 +430,32 @@ mod tests {
         assert!(parse_line("set a 'unterminated", 1).is_err());
         let e = parse_line("set a '' b", 1).unwrap_err();
         assert_eq!(e.column, 7);
+    }
+
+    /// VyOS cannot store a NUL: refused raw or escaped, quoted or not, with its column.
+    #[test]
+    fn nul_is_refused() {
+        for (line, column) in [
+            ("set a 'x\0y'", 9),
+            ("set a x\0y", 8),
+            ("set a 'x\\000'", 9),
+            ("set a \"\\000\"", 8),
+            ("comment a '\0'", 12),
+        ] {
+            let e = parse_line(line, 5).unwrap_err();
+            assert_eq!((e.line, e.column), (5, column), "{line:?}: {e}");
+            assert!(e.message.contains("NUL"), "{e}");
+        }
+        assert_eq!(one("set a 'x\\001'").value.as_deref(), Some("x\u{1}"));
+    }
+
+    #[test]
+    fn words_have_spans() {
+        let line = "set a  'b c'd \"e\"";
+        let words = split_words(line, 1).unwrap();
+        let spans: Vec<(&str, &str, bool)> =
+            words.iter().map(|w| (&line[w.start..w.end], w.text.as_str(), w.quoted)).collect();
+        assert_eq!(spans, [("set", "set", false), ("a", "a", false), ("'b c'd", "b cd", true), ("\"e\"", "e", true)]);
     }
 
     #[test]

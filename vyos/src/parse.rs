@@ -27,7 +27,8 @@
 //! cannot store it twice); an empty `/* */` comment is no comment (commands cannot say it); a tag
 //! node merged with a plain block that gives an instance a value or a tag form of its own is not
 //! a tag node (the tag form could not be rendered);
-//! nesting deeper than [`MAX_DEPTH`] is an error instead of a stack overflow.
+//! nesting deeper than [`MAX_DEPTH`] is an error instead of a stack overflow; a NUL character
+//! (raw or `\000`), which VyOS cannot store, is an error.
 
 use std::fmt;
 
@@ -85,6 +86,8 @@ pub enum ParseErrorKind {
     },
     /// Nesting deeper than [`MAX_DEPTH`].
     TooDeep,
+    /// A NUL character, raw or written `\000`: VyOS cannot store it.
+    Nul,
 }
 
 impl ParseError {
@@ -136,6 +139,9 @@ impl fmt::Display for ParseError {
             ParseErrorKind::TooDeep => {
                 write!(f, "Syntax error on line {line}, character {column}: nesting deeper than {MAX_DEPTH} levels")
             }
+            ParseErrorKind::Nul => {
+                write!(f, "Syntax error on line {line}, character {column}: a NUL character, which VyOS cannot store")
+            }
         }
     }
 }
@@ -175,15 +181,29 @@ struct Lexer<'a> {
     line_start: usize,
     /// True right after an identifier or string: the next newline is significant.
     inside_node: bool,
+    /// Byte offset where the token last returned by [`Lexer::next`] starts.
+    token_start: usize,
+    /// Whether tokens carry their text ([`lexemes`] only needs their kinds and spans).
+    keep_text: bool,
 }
 
 fn is_ident_byte(b: u8) -> bool {
-    !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'{' | b'}' | b'"' | b'\'')
+    // NUL ends a word, so that the next token reports it.
+    !matches!(b, 0 | b' ' | b'\t' | b'\n' | b'\r' | b'{' | b'}' | b'"' | b'\'')
 }
 
 impl<'a> Lexer<'a> {
     fn new(text: &'a str) -> Self {
-        Lexer { src: text.as_bytes(), text, pos: 0, line: 1, line_start: 0, inside_node: false }
+        Lexer {
+            src: text.as_bytes(),
+            text,
+            pos: 0,
+            line: 1,
+            line_start: 0,
+            inside_node: false,
+            token_start: 0,
+            keep_text: true,
+        }
     }
 
     fn err(&self, line: usize, column: usize, kind: ParseErrorKind) -> ParseError {
@@ -194,10 +214,13 @@ impl<'a> Lexer<'a> {
     fn next(&mut self) -> Result<(Tok, usize, usize), ParseError> {
         loop {
             let Some(&b) = self.src.get(self.pos) else {
+                self.token_start = self.pos;
                 return Ok((Tok::Eof, self.line, self.pos - self.line_start + 1));
             };
             let (line, column) = (self.line, self.pos - self.line_start + 1);
+            self.token_start = self.pos;
             match b {
+                0 => return Err(self.err(line, column, ParseErrorKind::Nul)),
                 b' ' | b'\t' | b'\r' => self.pos += 1,
                 b'\n' => {
                     self.pos += 1;
@@ -233,6 +256,9 @@ impl<'a> Lexer<'a> {
                     if rest.starts_with(b"//") {
                         // A line comment always wins over an identifier (it is at least as long).
                         while self.pos < self.src.len() && self.src[self.pos] != b'\n' {
+                            if self.src[self.pos] == 0 {
+                                return Err(self.err(line, self.pos - self.line_start + 1, ParseErrorKind::Nul));
+                            }
                             self.pos += 1;
                         }
                         continue;
@@ -244,7 +270,8 @@ impl<'a> Lexer<'a> {
                     }
                     self.pos = end;
                     self.inside_node = true;
-                    return Ok((Tok::Ident(self.text[start..end].to_owned()), line, column));
+                    let word = if self.keep_text { self.text[start..end].to_owned() } else { String::new() };
+                    return Ok((Tok::Ident(word), line, column));
                 }
             }
         }
@@ -284,26 +311,42 @@ impl<'a> Lexer<'a> {
                     };
                     match decoded {
                         Some(d) => {
-                            out.push(d);
+                            if self.keep_text {
+                                out.push(d);
+                            }
                             self.pos += 1;
                         }
                         None => match self.decimal_escape() {
+                            Some(0) => {
+                                let column = self.pos - self.line_start;
+                                return Err(self.err(self.line, column, ParseErrorKind::Nul));
+                            }
                             // `\DDD`, which VyOS's escaper writes for other control characters.
                             Some(d) => {
-                                out.push(d);
+                                if self.keep_text {
+                                    out.push(d);
+                                }
                                 self.pos += 3;
                             }
                             // Unknown escape: keep the backslash; the next byte is read normally.
-                            None => out.push(b'\\'),
+                            None => {
+                                if self.keep_text {
+                                    out.push(b'\\');
+                                }
+                            }
                         },
                     }
                 }
                 b'\n' => {
-                    out.push(b'\n');
+                    if self.keep_text {
+                        out.push(b'\n');
+                    }
                     self.line += 1;
                     self.line_start = self.pos;
                 }
-                _ => out.push(b),
+                0 => return Err(self.err(self.line, self.pos - self.line_start, ParseErrorKind::Nul)),
+                _ if self.keep_text => out.push(b),
+                _ => {}
             }
         }
         // The input is valid UTF-8 and escapes only produce ASCII, so this cannot fail; be safe anyway.
@@ -328,13 +371,16 @@ impl<'a> Lexer<'a> {
                 return Err(self.err(line, column, ParseErrorKind::UnterminatedComment));
             }
             if self.src[self.pos] == b'*' && self.src[self.pos + 1] == b'/' {
-                let text = self.text[start..self.pos].to_owned();
+                let text = if self.keep_text { self.text[start..self.pos].to_owned() } else { String::new() };
                 self.pos += 2;
                 return Ok(text);
             }
             if self.src[self.pos] == b'\n' {
                 self.line += 1;
                 self.line_start = self.pos + 1;
+            }
+            if self.src[self.pos] == 0 {
+                return Err(self.err(self.line, self.pos - self.line_start + 1, ParseErrorKind::Nul));
             }
             self.pos += 1;
         }
@@ -619,6 +665,70 @@ pub fn parse_tree(text: &str) -> Result<Tree, ParseError> {
     Ok(Tree::from_root(root))
 }
 
+/// The kind of one token of the hierarchical format, as [`lexemes`] returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lexeme {
+    /// A bare word (a node name or a value): its text is its span.
+    Word,
+    /// A quoted string; [`unquote`] decodes its span.
+    Quoted,
+    /// A `/* … */` comment: its text is its span without the markers.
+    Comment,
+    /// `{`.
+    Open,
+    /// `}`.
+    Close,
+    /// A significant end of line (one that ends a node).
+    Newline,
+}
+
+/// A [`Lexeme`] with the byte range of its source text. Whatever lies between two tokens is
+/// whitespace, insignificant newlines and `//` line comments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned {
+    /// The token's kind.
+    pub lexeme: Lexeme,
+    /// Byte offset of its first character.
+    pub start: usize,
+    /// Byte offset just after it.
+    pub end: usize,
+    /// Its 1-based line.
+    pub line: usize,
+}
+
+/// Splits a text in the hierarchical format into tokens exactly as [`parse_tree`] reads them,
+/// without parsing the grammar and without copying any text; for tools that rewrite words while
+/// leaving the rest of the text as it is.
+pub fn lexemes(text: &str) -> Result<Vec<Spanned>, ParseError> {
+    let mut lexer = Lexer::new(text);
+    lexer.keep_text = false;
+    let mut out = Vec::new();
+    loop {
+        let (tok, line, _) = lexer.next()?;
+        let lexeme = match tok {
+            Tok::Eof => return Ok(out),
+            Tok::Ident(_) => Lexeme::Word,
+            Tok::Str(_) => Lexeme::Quoted,
+            Tok::Comment(_) => Lexeme::Comment,
+            Tok::LBrace => Lexeme::Open,
+            Tok::RBrace => Lexeme::Close,
+            Tok::Newline => Lexeme::Newline,
+        };
+        out.push(Spanned { lexeme, start: lexer.token_start, end: lexer.pos, line });
+    }
+}
+
+/// The value of one quoted string token (`"…"` or `'…'`, as [`lexemes`] spans it): quotes
+/// removed, escapes decoded as [`parse_tree`] decodes them. `None` if `token` is not exactly one
+/// quoted string.
+pub fn unquote(token: &str) -> Option<String> {
+    let mut lexer = Lexer::new(token);
+    match lexer.next() {
+        Ok((Tok::Str(value), _, _)) if lexer.pos == token.len() => Some(value),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -837,6 +947,51 @@ mod tests {
     fn depth_is_bounded() {
         let deep = "a {\n".repeat(MAX_DEPTH + 5);
         assert!(matches!(parse_tree(&deep).unwrap_err().kind, ParseErrorKind::TooDeep));
+    }
+
+    /// VyOS cannot store a NUL: refused raw or escaped, wherever it is, with its position.
+    #[test]
+    fn nul_is_refused() {
+        for (text, (line, column)) in [
+            ("a \"x\0y\"\n", (1, 5)),
+            ("a {\n    b x\0y\n}\n", (2, 8)),
+            ("a \"x\\000y\"\n", (1, 5)),
+            ("a 'x\\000'\n", (1, 5)),
+            ("/* c\0 */\na\n", (1, 5)),
+            ("a b // c\0\n", (1, 9)),
+            ("\0", (1, 1)),
+        ] {
+            let e = parse_tree(text).unwrap_err();
+            assert_eq!(e.kind, ParseErrorKind::Nul, "{text:?}: {e}");
+            assert_eq!((e.line, e.column), (line, column), "{text:?}: {e}");
+            assert!(e.to_string().contains("NUL"), "{e}");
+        }
+        // Other control characters written as `\DDD` still decode.
+        assert_eq!(parse_tree("a \"x\\001\"\n").unwrap().values(&["a"]), ["x\u{1}"]);
+    }
+
+    #[test]
+    fn lexemes_have_spans() {
+        let text = "a {\n    b \"x\\ty\" // note\n    /* c */\n}\n";
+        let tokens = lexemes(text).unwrap();
+        let shown: Vec<(&str, Lexeme, usize)> =
+            tokens.iter().map(|t| (&text[t.start..t.end], t.lexeme, t.line)).collect();
+        assert_eq!(
+            shown,
+            [
+                ("a", Lexeme::Word, 1),
+                ("{", Lexeme::Open, 1),
+                ("b", Lexeme::Word, 2),
+                ("\"x\\ty\"", Lexeme::Quoted, 2),
+                ("\n", Lexeme::Newline, 2),
+                ("/* c */", Lexeme::Comment, 3),
+                ("}", Lexeme::Close, 4),
+            ]
+        );
+        assert_eq!(unquote("\"x\\ty\"").as_deref(), Some("x\ty"));
+        assert_eq!(unquote("'it\\'s'").as_deref(), Some("it's"));
+        assert_eq!(unquote("\"a\" b"), None);
+        assert_eq!(unquote("a"), None);
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub fn escape(value: &str, out: &mut String) {
 }
 
 /// Escaping inside single quotes in command lines: VyOS's escaping plus `'` → `\'`.
-pub(crate) fn escape_single(value: &str, out: &mut String) {
+pub fn escape_single(value: &str, out: &mut String) {
     let start = out.len();
     escape(value, out);
     if out[start..].contains('\'') {

@@ -19,9 +19,15 @@ fn name() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Values: anything printable, quotes, backslashes, control characters, non-ASCII.
+/// Values: anything printable, quotes, backslashes, control characters, non-ASCII; never NUL,
+/// which VyOS cannot store (the parsers refuse it).
 fn value() -> impl Strategy<Value = String> {
-    prop_oneof!["[a-z0-9./:-]{0,12}", ".{0,12}", "[ -~]{0,10}", "[a\\\\\"'\n\t\r\u{1}\u{7f}é]{0,6}",]
+    prop_oneof![
+        "[a-z0-9./:-]{0,12}",
+        ".{0,12}".prop_map(|s| s.replace('\0', "")),
+        "[ -~]{0,10}",
+        "[a\\\\\"'\n\t\r\u{1}\u{7f}é]{0,6}",
+    ]
 }
 
 fn comment() -> impl Strategy<Value = Option<String>> {

@@ -14,6 +14,9 @@
 //!   (`"common/commands"`);
 //! - network helpers (`address`, `host`, `subnet`, ...; see `docs/templates.md`) and `secret(name, key)`
 //!   ([`secrets`]);
+//! - every `{{ }}` output is exactly one VyOS value, quoted as VyOS quotes it, never syntax
+//!   (`quoting`); the `raw_syntax` filter prints syntax on purpose and is reported
+//!   ([`Renderer::raw_syntax_uses`]);
 //! - the predecessor's Go `{{ .path }}` expressions ([`compat`]);
 //! - limits on source size, output size and evaluation work ([`Limits`]).
 //!
@@ -22,6 +25,7 @@
 pub mod compat;
 mod net;
 pub mod params;
+mod quoting;
 pub mod secrets;
 
 use std::borrow::Cow;
@@ -29,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 
-use minijinja::value::{Serde, Value, ValueKind};
+use minijinja::value::{Serde, Value};
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 
@@ -270,6 +274,20 @@ pub enum RenderError {
         /// The secret the placeholder names.
         secret: SecretRef,
     },
+    /// A printed value cannot be placed as one VyOS word where it stands (it would be the
+    /// command word, or end a `/* comment */`), or the rendered text around it cannot be read
+    /// with VyOS's lexer. `line` is the line of the rendered text.
+    #[error("template {template:?} ({field}) rendered line {line}: {message}")]
+    Quoting {
+        /// The rendered template.
+        template: String,
+        /// The field.
+        field: Field,
+        /// The line of the rendered text.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// A bug or an impossible state inside the renderer.
     #[error("internal rendering error: {message}")]
     Internal {
@@ -295,6 +313,7 @@ impl RenderError {
             | RenderError::SourceTooLarge { template, .. }
             | RenderError::TooLarge { template, .. }
             | RenderError::FuelExhausted { template, .. }
+            | RenderError::Quoting { template, .. }
             | RenderError::ForeignPlaceholder { template, .. } => Some(template),
             RenderError::Internal { .. } => None,
         }
@@ -309,6 +328,7 @@ impl RenderError {
             | RenderError::SourceTooLarge { field, .. }
             | RenderError::TooLarge { field, .. }
             | RenderError::FuelExhausted { field, .. }
+            | RenderError::Quoting { field, .. }
             | RenderError::ForeignPlaceholder { field, .. } => Some(*field),
             RenderError::UnknownTemplate { .. }
             | RenderError::InvalidName { .. }
@@ -317,7 +337,8 @@ impl RenderError {
         }
     }
 
-    /// The line the error is about, if known.
+    /// The line of the template the error is about, if known ([`RenderError::Quoting`] names a
+    /// line of the rendered text instead, in its message).
     pub fn line(&self) -> Option<usize> {
         match self {
             RenderError::Syntax { line, .. } | RenderError::Undefined { line, .. } | RenderError::Eval { line, .. } => {
@@ -336,6 +357,45 @@ pub struct Renderer {
     /// Template name → which fields it has.
     fields: BTreeMap<String, BTreeSet<Field>>,
     limits: Limits,
+    raw_syntax_uses: Vec<RawSyntaxUse>,
+}
+
+/// A use of the `raw_syntax` filter in a template's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSyntaxUse {
+    /// The template.
+    pub template: String,
+    /// The field.
+    pub field: Field,
+    /// The 1-based line.
+    pub line: usize,
+}
+
+impl fmt::Display for RawSyntaxUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "template {:?} ({}) line {}: raw_syntax prints a value as VyOS syntax, unquoted; whoever writes \
+             that value can write any configuration",
+            self.template, self.field, self.line
+        )
+    }
+}
+
+/// The `raw_syntax` uses in one template's texts, without compiling it (see
+/// [`Renderer::raw_syntax_uses`]).
+pub fn raw_syntax_uses(template: &TemplateSource) -> Vec<RawSyntaxUse> {
+    Field::ALL
+        .into_iter()
+        .filter_map(|field| template.get(field).map(|source| (field, source)))
+        .flat_map(|(field, source)| {
+            quoting::raw_syntax_lines(source).into_iter().map(move |line| RawSyntaxUse {
+                template: template.name.clone(),
+                field,
+                line,
+            })
+        })
+        .collect()
 }
 
 /// The name a template field is registered under in the environment: `"<template>/<field>"`.
@@ -368,7 +428,10 @@ impl Renderer {
         let mut errors = Vec::new();
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| AutoEscape::None);
+        // A custom auto-escape mode makes minijinja treat output (macro results, `{% set %}`
+        // blocks) as safe and send every other printed value through the formatter, which turns
+        // it into a value marker (see `quoting`).
+        env.set_auto_escape_callback(|_| AutoEscape::Custom("vyos".into()));
         // Debug mode makes undefined-value errors name the expression.
         env.set_debug(true);
         env.set_fuel(Some(limits.fuel));
@@ -377,12 +440,15 @@ impl Renderer {
             Ok(syntax) => env.set_syntax(syntax),
             Err(err) => errors.push(RenderError::Internal { message: format!("syntax configuration: {err}") }),
         }
-        env.set_formatter(format_value);
+        env.set_formatter(quoting::formatter(limits.max_output_bytes));
+        env.add_filter("raw_syntax", quoting::raw_syntax_filter);
+        env.add_filter("safe", quoting::safe_filter);
         env.set_path_join_callback(join_path);
         net::register(&mut env);
         env.add_function("secret", secrets::secret_function);
 
         let mut fields: BTreeMap<String, BTreeSet<Field>> = BTreeMap::new();
+        let mut raw_syntax_uses = Vec::new();
         for template in templates {
             let name = &template.name;
             if name.is_empty() {
@@ -410,6 +476,18 @@ impl Renderer {
                     });
                     continue;
                 }
+                if let Some((line, c)) = quoting::reserved_in_source(source) {
+                    errors.push(RenderError::Syntax {
+                        template: name.clone(),
+                        field,
+                        line: Some(line),
+                        message: format!(
+                            "the text contains {c:?}, a character vrouter reserves for its value markers \
+                             (U+E000 to U+E01F)"
+                        ),
+                    });
+                    continue;
+                }
                 if let Some((line, tag)) = compat::go_control_tag(source) {
                     errors.push(RenderError::Syntax {
                         template: name.clone(),
@@ -423,13 +501,24 @@ impl Renderer {
                     });
                     continue;
                 }
+                raw_syntax_uses.extend(quoting::raw_syntax_lines(source).into_iter().map(|line| RawSyntaxUse {
+                    template: name.clone(),
+                    field,
+                    line,
+                }));
                 let compiled = compat::rewrite_go_paths(source).into_owned();
                 if let Err(err) = env.add_template_owned(env_name(name, field), compiled) {
                     errors.push(syntax_error(&err, name, field, source));
                 }
             }
         }
-        if errors.is_empty() { Ok(Renderer { env, fields, limits }) } else { Err(errors) }
+        if errors.is_empty() { Ok(Renderer { env, fields, limits, raw_syntax_uses }) } else { Err(errors) }
+    }
+
+    /// Where the templates use the `raw_syntax` filter, which prints a value as VyOS syntax
+    /// instead of one quoted value: worth a warning wherever it appears.
+    pub fn raw_syntax_uses(&self) -> &[RawSyntaxUse] {
+        &self.raw_syntax_uses
     }
 
     /// The names of the templates this renderer knows.
@@ -475,19 +564,24 @@ impl Renderer {
             .get_template(&env_name(template, field))
             .map_err(|err| RenderError::Internal { message: format!("compiled template missing: {err}") })?;
         let mut out = LimitedWriter { buf: Vec::new(), limit: self.limits.max_output_bytes, exceeded: false };
-        let used = match compiled.render_captured_to(root, &mut out) {
-            Ok(captured) => captured.state().get_extension::<UsedSecrets>().map(|u| u.0.clone()).unwrap_or_default(),
-            Err(_) if out.exceeded => {
-                return Err(RenderError::TooLarge {
-                    template: template.to_string(),
-                    field,
-                    limit: self.limits.max_output_bytes,
-                });
-            }
+        let too_large =
+            || RenderError::TooLarge { template: template.to_string(), field, limit: self.limits.max_output_bytes };
+        let captured = match compiled.render_captured_to(root, &mut out) {
+            Ok(captured) => captured,
+            Err(_) if out.exceeded => return Err(too_large()),
+            Err(err) if innermost(&err).detail() == Some(quoting::VALUES_TOO_LARGE) => return Err(too_large()),
             Err(err) => return Err(self.eval_error(&err, template, field)),
         };
+        let state = captured.state();
+        let used = state.get_extension::<UsedSecrets>().map(|u| u.0.clone()).unwrap_or_default();
         let text = String::from_utf8(out.buf)
             .map_err(|err| RenderError::Internal { message: format!("rendered text is not UTF-8: {err}") })?;
+        let text = quoting::finish(text, field, state.get_extension::<quoting::Values>()).map_err(|problem| {
+            RenderError::Quoting { template: template.to_string(), field, line: problem.line, message: problem.message }
+        })?;
+        if text.len() > self.limits.max_output_bytes {
+            return Err(too_large());
+        }
         let found = placeholders(&text);
         if let Some(foreign) = found.iter().find(|s| !used.contains(*s)) {
             return Err(RenderError::ForeignPlaceholder {
@@ -605,19 +699,6 @@ fn syntax_error(err: &minijinja::Error, template: &str, field: Field, source: &s
     RenderError::Syntax { template: template.to_string(), field, line, message }
 }
 
-/// Prints values like minijinja does, except booleans, which print as `true`/`false` (as JSON
-/// parameters and the predecessor's Go templates spell them) instead of Python's `True`/`False`.
-fn format_value(
-    out: &mut minijinja::Output<'_>,
-    state: &mut minijinja::State<'_, '_>,
-    value: &Value,
-) -> Result<(), minijinja::Error> {
-    if value.kind() == ValueKind::Bool {
-        return out.write_str(if value.is_true() { "true" } else { "false" }).map_err(minijinja::Error::from);
-    }
-    minijinja::escape_formatter(out, state, value)
-}
-
 /// A [`RenderContext`] converted to the template engine's values, for rendering several
 /// templates against the same context without converting it again.
 #[derive(Debug, Clone)]
@@ -672,5 +753,7 @@ impl io::Write for LimitedWriter {
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod quoting_tests;
 #[cfg(test)]
 mod tests;

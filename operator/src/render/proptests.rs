@@ -114,19 +114,35 @@ proptest! {
         }
     }
 
-    /// A value is text, never template: what is printed is exactly the value, whatever syntax
-    /// it holds; and a value holding a well-formed placeholder is refused, not passed on.
+    /// A value is text, never template: what is printed is exactly the value, as one VyOS word
+    /// (bare when it is a valid name, else double-quoted), whatever syntax it holds; a value
+    /// holding a well-formed placeholder is refused, not passed on, and one that no VyOS value
+    /// can hold (control characters) is refused.
     #[test]
     fn values_are_never_evaluated_nor_smuggled(s in hostile_string()) {
         let r = renderer();
         let result = r.render("t0", &context(Json::from(s.clone()), String::new(), String::new()));
-        if s.len() > LIMITS.max_output_bytes {
+        let expected = if vyos_config::tree::is_valid_name(&s) {
+            s.clone()
+        } else {
+            let mut quoted = String::from("\"");
+            vyos_config::render::escape(&s, &mut quoted);
+            quoted.push('"');
+            quoted
+        };
+        if s.chars().any(|c| c.is_ascii_control() || quoting::is_reserved(c)) {
+            prop_assert!(
+                matches!(&result, Err(RenderError::Eval { message, .. }) if message.contains("cannot hold") || message.contains("reserves")),
+                "{:?}",
+                result.map(|_| ())
+            );
+        } else if expected.len() > LIMITS.max_output_bytes {
             prop_assert!(matches!(result, Err(RenderError::TooLarge { .. })), "{:?}", result.map(|_| ()));
         } else if !placeholders(&s).is_empty() {
             prop_assert!(matches!(result, Err(RenderError::ForeignPlaceholder { .. })), "{:?}", result.map(|_| ()));
         } else {
             let out = result.map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(out.config.as_deref(), Some(s.as_str()));
+            prop_assert_eq!(out.config.as_deref(), Some(expected.as_str()));
             prop_assert!(out.secrets.is_empty());
         }
     }
@@ -162,5 +178,132 @@ proptest! {
             }
             Err(_) => prop_assert!(matches!(result, Err(RenderError::Eval { .. })), "{:?}", result.map(|_| ())),
         }
+    }
+}
+
+/// A `commands` and a `config` template that use one parameter `v` in every kind of place a
+/// value goes: a quoted value, inside quotes with literal text around it, an unquoted word, a
+/// comment.
+const STRUCTURE_COMMANDS: &str = "set system domain-name '{{ v }}'\n\
+    set system login banner pre-login \"pre {{ v }} post\"\n\
+    set interfaces ethernet eth0 description x{{ v }}\n\
+    comment system domain-name '{{ v }}'\n\
+    # {{ v }}\n\
+    set system host-name edge\n";
+
+const STRUCTURE_CONFIG: &str = "system {\n    domain-name {{ v }}\n    login {\n        banner {\n            \
+    pre-login \"pre {{ v }} post\"\n        }\n    }\n}\n/* {{ v }} */\ninterfaces {\n    ethernet eth0 {\n        \
+    description '{{ v }}' // {{ v }}\n    }\n}\n";
+
+/// Parameter strings of every kind: arbitrary text, and VyOS syntax meant to break out.
+fn any_param() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[ -~]{0,30}",
+        "['\"{}; \\/*#a-z\n-]{0,30}",
+        Just("corp.example'\nset system login user mallory authentication plaintext-password 'hunter22'".to_owned()),
+        Just("x' description 'y".to_owned()),
+        Just("x\" } service { ssh { port 2222 } } system { y \"".to_owned()),
+        Just("x */ service { ssh { } } /* y".to_owned()),
+    ]
+}
+
+fn structure_renderer() -> Renderer {
+    let source = TemplateSource {
+        name: "s".into(),
+        config: Some(STRUCTURE_CONFIG.to_owned()),
+        commands: Some(STRUCTURE_COMMANDS.to_owned()),
+    };
+    match Renderer::new(&[source], Limits::default()) {
+        Ok(r) => r,
+        Err(errors) => panic!("{errors:#?}"),
+    }
+}
+
+fn render_v(r: &Renderer, v: &str) -> Result<Rendered, RenderError> {
+    let Json::Object(params) = json!({ "v": v }) else { unreachable!() };
+    r.render("s", &RenderContext { params, ..RenderContext::default() })
+}
+
+/// Every leaf of a tree: its path and values.
+fn leaves(tree: &vyos_config::Tree) -> Vec<(Vec<String>, Vec<String>)> {
+    fn walk(node: &vyos_config::Node, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, Vec<String>)>) {
+        path.push(node.name().to_owned());
+        if node.children().is_empty() {
+            out.push((path.clone(), node.values().to_vec()));
+        }
+        for child in node.children() {
+            walk(child, path, out);
+        }
+        path.pop();
+    }
+    let mut out = Vec::new();
+    for child in tree.children() {
+        walk(child, &mut Vec::new(), &mut out);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Whatever a parameter holds, the rendered commands are the same commands with the same
+    /// paths as with a plain value, the value is exactly the parameter, and the configuration has
+    /// the same nodes; or the render is refused, for strings that no VyOS value can hold.
+    #[test]
+    fn a_parameter_is_always_one_value(v in any_param()) {
+        let r = structure_renderer();
+        let plain = render_v(&r, "plain").map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let plain_commands = vyos_config::parse_commands(plain.commands.as_deref().unwrap_or_default())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let plain_tree = vyos_config::parse_tree(plain.config.as_deref().unwrap_or_default())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let refused = v.chars().any(|c| c.is_ascii_control() || quoting::is_reserved(c));
+        let out = match render_v(&r, &v) {
+            Ok(out) => out,
+            Err(err) => {
+                prop_assert!(refused || v.contains("*/"), "{v:?}: {err}");
+                prop_assert_eq!(err.template(), Some("s"));
+                let message = err.to_string();
+                prop_assert!(message.contains("line "), "{}", message);
+                return Ok(());
+            }
+        };
+        prop_assert!(!refused, "{v:?} was accepted");
+        prop_assert!(!v.contains("*/"), "{v:?} was accepted in a comment");
+
+        let commands = vyos_config::parse_commands(out.commands.as_deref().unwrap_or_default())
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{:?}", out.commands)))?;
+        prop_assert_eq!(commands.len(), plain_commands.len());
+        for (c, p) in commands.iter().zip(&plain_commands) {
+            prop_assert_eq!(c.op, p.op);
+            if p.path.last().map(String::as_str) == Some("xplain") {
+                // An unquoted last word: a path element when it is a bare word, else a value.
+                let word = format!("x{v}");
+                if vyos_config::tree::is_valid_name(&word) {
+                    prop_assert_eq!(c.path.last(), Some(&word));
+                    prop_assert_eq!(&c.path[..c.path.len() - 1], &p.path[..p.path.len() - 1]);
+                } else {
+                    prop_assert_eq!(&c.path[..], &p.path[..p.path.len() - 1]);
+                    prop_assert_eq!(c.value.as_deref(), Some(word.as_str()));
+                }
+                continue;
+            }
+            prop_assert_eq!(&c.path, &p.path);
+            let expected = p.value.as_ref().map(|pv| pv.replace("plain", &v));
+            prop_assert_eq!(&c.value, &expected);
+        }
+
+        let tree = vyos_config::parse_tree(out.config.as_deref().unwrap_or_default())
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{:?}", out.config)))?;
+        let (got, want) = (leaves(&tree), leaves(&plain_tree));
+        prop_assert_eq!(got.len(), want.len());
+        for ((path, values), (plain_path, plain_values)) in got.iter().zip(&want) {
+            prop_assert_eq!(path, plain_path);
+            let expected: Vec<String> = plain_values.iter().map(|pv| pv.replace("plain", &v)).collect();
+            prop_assert_eq!(values, &expected);
+        }
+        let comment = tree.get(&["interfaces"]).and_then(|n| n.comment());
+        prop_assert_eq!(comment, Some(v.trim_matches(' ')).filter(|c| !c.is_empty()));
     }
 }

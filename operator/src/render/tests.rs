@@ -64,7 +64,9 @@ fn absent_fields_stay_absent() {
 #[test]
 fn trailing_newline_is_kept_and_no_escaping() {
     assert_eq!(render_one("a\n", json!({})).unwrap(), "a\n");
-    assert_eq!(render_one("{{ v }}\n\n", json!({"v": "<&'\">"})).unwrap(), "<&'\">\n\n");
+    // No HTML escaping: the value is quoted as VyOS quotes it, and only because it is not a bare word.
+    assert_eq!(render_one("{{ v }}\n\n", json!({"v": "<&'\">"})).unwrap(), "\"<&'\\\">\"\n\n");
+    assert_eq!(render_one("{{ v }}\n\n", json!({"v": "10.0.0.1/24"})).unwrap(), "10.0.0.1/24\n\n");
 }
 
 #[test]
@@ -282,9 +284,13 @@ fn recursive_macro_fails_cleanly() {
 
 #[test]
 fn go_compat_expressions() {
-    let text = "set system host-name '{{ .hostname }}'\nset protocols bgp system-as {{- \" \" -}} {{ .bgp.asn }}\n{{ .a.b_c }}";
-    let out = render_one(text, json!({"hostname": "r1", "bgp": {"asn": 65000}, "a": {"b_c": "x"}})).unwrap();
-    assert_eq!(out, "set system host-name 'r1'\nset protocols bgp system-as 65000\nx");
+    let text = "set system host-name '{{ .hostname }}'\nset protocols bgp system-as {{ .bgp.asn }}\nset x {{ .a.b_c }}";
+    let r = renderer(&[tpl("t", None, Some(text))]);
+    let out = r.render("t", &ctx(json!({"hostname": "r1", "bgp": {"asn": 65000}, "a": {"b_c": "x"}}))).unwrap();
+    assert_eq!(out.commands.unwrap(), "set system host-name 'r1'\nset protocols bgp system-as 65000\nset x x");
+    // A Go path is a value like any other: quoted as VyOS quotes it, never syntax.
+    let out = r.render("t", &ctx(json!({"hostname": "a' b", "bgp": {"asn": "1 2"}, "a": {"b_c": "x"}}))).unwrap();
+    assert_eq!(out.commands.unwrap(), "set system host-name 'a\\' b'\nset protocols bgp system-as '1 2'\nset x x");
     // Trim markers behave like Go's.
     assert_eq!(render_one("a\n  {{- .x -}}  \nb", json!({"x": 1})).unwrap(), "a1b");
     // `.target` is the parameter, as it was in Go.
@@ -398,7 +404,7 @@ fn output_too_large() {
     let r = Renderer::new(&[config("t", "{{ 'x' * 1000 }}")], limits).unwrap();
     assert!(matches!(r.render("t", &ctx(json!({}))), Err(RenderError::TooLarge { .. })));
     // The limit applies per field.
-    let r = Renderer::new(&[tpl("t", Some("{{ 'x' * 100 }}"), Some("{{ 'y' * 100 }}"))], limits).unwrap();
+    let r = Renderer::new(&[tpl("t", Some("{{ 'x' * 100 }}"), Some("set {{ 'y' * 96 }}"))], limits).unwrap();
     assert!(r.render("t", &ctx(json!({}))).is_ok());
 }
 
@@ -498,7 +504,8 @@ fn params_shadow_helpers_but_filters_still_work() {
         json!({"address": "Main St", "cidr": "10.0.0.7/24"}),
     )
     .unwrap();
-    assert_eq!(out, "Main St 10.0.0.7 10.0.0.2");
+    // "Main St" is one value: quoted, since it is not a bare word.
+    assert_eq!(out, "\"Main St\" 10.0.0.7 10.0.0.2");
 }
 
 #[test]
@@ -574,7 +581,7 @@ fn documentation_examples() {
                 "{% import \"macros\" as m %}\ninterfaces {\n{{ m.ethernet(\"eth1\", lan | host_cidr(1), \"LAN\") }}\n}\n{% include \"common\" %}",
             ),
             Some(
-                "{% from \"macros/config\" import ethernet %}{% for k, v in map | items %}{{ k }}={{ v }} {% endfor %}{{ \"%s-%d\" | format(a, b) }}",
+                "{% from \"macros/config\" import ethernet %}set x {% for k, v in map | items %}{{ k }}={{ v }} {% endfor %}{{ \"%s-%d\" | format(a, b) }}",
             ),
         ),
     ]);
@@ -595,7 +602,7 @@ fn documentation_examples() {
         main.config.unwrap(),
         "\ninterfaces {\n\nethernet eth1 {\n    address 192.168.1.1/24\n    description \"LAN\"\n}\n\n}\nsystem {\n    time-zone UTC\n}\n"
     );
-    assert_eq!(main.commands.unwrap(), "x=1 y=2 s-3");
+    assert_eq!(main.commands.unwrap(), "set x x=1 y=2 s-3");
     let errs = Renderer::new(&[config("bgp", "a\nb\n{% if x %}")], Limits::default()).unwrap_err();
     assert_eq!(
         errs[0].to_string(),

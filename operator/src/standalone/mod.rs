@@ -147,6 +147,18 @@ pub fn render(dir: &Path) -> Result<String, StandaloneError> {
     for p in w.problems() {
         docs.push_str(&format!("# problem: {p}\n"));
     }
+    for (namespace, ns) in &m.namespaces {
+        for (name, t) in &ns.templates {
+            let source = crate::render::TemplateSource {
+                name: name.clone(),
+                config: t.spec.config.clone(),
+                commands: t.spec.commands.clone(),
+            };
+            for u in crate::render::raw_syntax_uses(&source) {
+                docs.push_str(&format!("# warning: namespace {namespace:?}: {u}\n"));
+            }
+        }
+    }
     Ok(docs)
 }
 

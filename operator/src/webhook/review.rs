@@ -11,7 +11,7 @@ use crate::crd::{
     ProxmoxCluster, VRouterBinding, VRouterConfig, VRouterParams, VRouterTarget, VRouterTemplate, validate,
 };
 use crate::generate::{Inputs, generate};
-use crate::render::{Limits, Renderer, TemplateSource};
+use crate::render::{Limits, Renderer, TemplateSource, raw_syntax_uses};
 
 /// The operation reviewed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -284,6 +284,15 @@ fn template(t: VRouterTemplate, snapshot: &Snapshot) -> Verdict {
         return Verdict::from_problems(p);
     }
     let name = t.name_any();
+    // Allowed, but whoever writes the printed value can then write any configuration.
+    let warnings: Vec<String> = raw_syntax_uses(&TemplateSource {
+        name: name.clone(),
+        config: t.spec.config.clone(),
+        commands: t.spec.commands.clone(),
+    })
+    .iter()
+    .map(|u| format!("spec.{}: {u}", u.field))
+    .collect();
     let mut after = snapshot.clone();
     after.templates.insert(name.clone(), t);
     let sources: Vec<TemplateSource> = after
@@ -308,7 +317,7 @@ fn template(t: VRouterTemplate, snapshot: &Snapshot) -> Verdict {
         |b| b.spec.template_ref.iter().chain(&b.spec.template_refs).any(|r| r.name == name),
         "template",
     ));
-    Verdict::from_problems(p)
+    Verdict { warnings, ..Verdict::from_problems(p) }
 }
 
 fn params(params: VRouterParams, snapshot: &Snapshot) -> Verdict {

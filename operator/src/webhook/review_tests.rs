@@ -185,6 +185,26 @@ fn a_template_change_that_breaks_a_binding_using_it_is_denied() {
     allowed(review(&create(t), &snapshot()));
 }
 
+/// Issue 21: `raw_syntax` is allowed but reported, naming the template, field and line; a
+/// template without it has no warning.
+#[test]
+fn raw_syntax_in_a_template_is_a_warning() {
+    let t = obj(
+        "VRouterTemplate",
+        "bgp",
+        json!({"commands": "set protocols bgp system-as '{{ asn }}'\n{{ extra | default('') | raw_syntax }}\n"}),
+    );
+    let v = review(&request("VRouterTemplate", Operation::Update, Some(t)), &snapshot());
+    assert!(v.allowed, "{v:?}");
+    assert_eq!(
+        v.warnings,
+        ["spec.commands: template \"bgp\" (commands) line 2: raw_syntax prints a value as VyOS syntax, unquoted; \
+          whoever writes that value can write any configuration"]
+    );
+    let t = obj("VRouterTemplate", "bgp", json!({"commands": "set protocols bgp system-as '{{ asn }}'\n"}));
+    assert!(review(&request("VRouterTemplate", Operation::Update, Some(t)), &snapshot()).warnings.is_empty());
+}
+
 #[test]
 fn a_template_rendering_invalid_commands_for_a_binding_is_denied() {
     let t = obj("VRouterTemplate", "bgp", json!({"commands": "frobnicate '{{ asn }}'\n"}));
