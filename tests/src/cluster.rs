@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::control_plane::{ControlPlane, KubeUser, KubectlResult, kubectl, write_kubeconfig};
+use crate::control_plane::{ControlPlane, KubeUser, KubectlResult, write_kubeconfig};
 use crate::faults::{Proc, free_port};
 
 /// The repository's root.
@@ -58,11 +58,6 @@ impl Cluster {
         write_kubeconfig(&path, &self.plane.server(), self.plane.ca_pem(), KubeUser::Token(token.trim()))
             .expect("write the ServiceAccount kubeconfig");
         path
-    }
-
-    /// Runs kubectl with `kubeconfig` (another identity than the admin).
-    pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> KubectlResult {
-        kubectl(kubeconfig, args, stdin)
     }
 
     /// A JSON object from `kubectl get -o json`.

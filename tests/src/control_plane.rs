@@ -8,7 +8,7 @@
 //! also when a test panics (`VROUTER_KUBE_KEEP=1` keeps the directory, with the logs).
 
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -185,7 +185,6 @@ pub struct ControlPlane {
     apiserver: Proc,
     controller_manager: Option<Proc>,
     apiserver_port: u16,
-    etcd_url: String,
     certs_ca: String,
     /// The admin kubeconfig (client certificate in `system:masters`).
     pub kubeconfig: PathBuf,
@@ -270,11 +269,9 @@ impl ControlPlane {
             apiserver,
             controller_manager: None,
             apiserver_port,
-            etcd_url,
             certs_ca: certs.ca_pem,
             kubeconfig,
         };
-        std::fs::write(plane.root.join("apiserver.args"), args.join("\n")).map_err(io("args"))?;
         plane.wait_ready()?;
         plane.controller_manager = Some(plane.spawn_controller_manager()?);
         Ok(plane)
@@ -300,9 +297,7 @@ impl ControlPlane {
     fn spawn_apiserver(bin: &Path, root: &Path, args: &[String]) -> Result<Proc, ControlPlaneError> {
         let mut cmd = Command::new(bin.join("kube-apiserver"));
         cmd.args(args);
-        // A restarted API server appends to the same log.
-        let n = std::fs::read_dir(root).map(|d| d.count()).unwrap_or(0);
-        Ok(Proc::spawn("kube-apiserver", cmd, &root.join(format!("kube-apiserver.{n}.log"))))
+        Ok(Proc::spawn("kube-apiserver", cmd, &root.join("kube-apiserver.log")))
     }
 
     fn spawn_controller_manager(&self) -> Result<Proc, ControlPlaneError> {
@@ -350,19 +345,9 @@ impl ControlPlane {
         format!("https://127.0.0.1:{}", self.apiserver_port)
     }
 
-    /// The API server's address.
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.apiserver_port))
-    }
-
     /// The cluster CA (PEM): it signs the API server's certificate.
     pub fn ca_pem(&self) -> &str {
         &self.certs_ca
-    }
-
-    /// etcd's client URL.
-    pub fn etcd_url(&self) -> &str {
-        &self.etcd_url
     }
 
     /// The control plane's own directory (logs, certificates), removed on drop.
@@ -370,45 +355,14 @@ impl ControlPlane {
         &self.root
     }
 
-    /// The pid of the API server (for fault tests).
-    pub fn apiserver_pid(&self) -> Option<u32> {
-        self.apiserver.pid()
-    }
-
-    /// Stops the API server (SIGKILL), keeping etcd and its data.
-    pub fn stop_apiserver(&mut self) {
-        self.apiserver.kill();
-    }
-
-    /// Starts the API server again with the same flags and waits until it is ready.
-    pub fn start_apiserver(&mut self) -> Result<(), ControlPlaneError> {
-        let args: Vec<String> = std::fs::read_to_string(self.root.join("apiserver.args"))
-            .map_err(io("read the API server's flags"))?
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        self.apiserver = Self::spawn_apiserver(&self.bin, &self.root, &args)?;
-        self.wait_ready()
-    }
-
     /// Runs kubectl with the admin kubeconfig.
     pub fn kubectl_output(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
         Command::new("kubectl").arg(format!("--kubeconfig={}", self.kubeconfig.display())).args(args).output()
     }
 
-    /// Runs kubectl with `kubeconfig` and returns (success, stdout, stderr).
-    pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> KubectlResult {
-        kubectl(kubeconfig, args, stdin)
-    }
-
     /// Runs kubectl with the admin kubeconfig and returns (success, stdout, stderr).
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> KubectlResult {
         kubectl(&self.kubeconfig, args, stdin)
-    }
-
-    /// A kube client for the admin kubeconfig.
-    pub async fn client(&self) -> kube::Client {
-        client_for(&self.kubeconfig).await
     }
 
     /// The logs of every component, for a failed test's output.
@@ -474,13 +428,4 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Kubectl
         },
         Err(e) => KubectlResult { ok: false, stdout: String::new(), stderr: format!("kubectl: {e}") },
     }
-}
-
-/// A kube client for a kubeconfig file.
-pub async fn client_for(kubeconfig: &Path) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("kube config");
-    kube::Client::try_from(config).expect("kube client")
 }

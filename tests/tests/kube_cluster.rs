@@ -303,23 +303,16 @@ async fn the_chart_runs_the_quick_start_with_its_own_service_account() {
         Routers::start(&routers_tokens, &endpoint, &ca_file, server_name, &cluster.scratch.path().join("routers"));
 
     // Every target and binding becomes Ready (kubectl wait on the real conditions).
-    let waited =
-        cluster.kubectl(&["-n", ROUTERS, "wait", "--for=condition=Ready", "vrt", "--all", "--timeout=180s"], None);
-    assert!(
-        waited.ok,
-        "targets not Ready: {}\n{}\n{}",
-        waited.stderr,
-        cluster.must(&["-n", ROUTERS, "get", "vrt", "-o", "yaml"], None),
-        op_log()
-    );
-    let waited =
-        cluster.kubectl(&["-n", ROUTERS, "wait", "--for=condition=Ready", "vrb", "--all", "--timeout=120s"], None);
-    assert!(
-        waited.ok,
-        "bindings not Ready: {}\n{}",
-        waited.stderr,
-        cluster.must(&["-n", ROUTERS, "get", "vrb", "-o", "yaml"], None)
-    );
+    for (kind, timeout) in [("vrt", "--timeout=180s"), ("vrb", "--timeout=120s")] {
+        let waited = cluster.kubectl(&["-n", ROUTERS, "wait", "--for=condition=Ready", kind, "--all", timeout], None);
+        assert!(
+            waited.ok,
+            "{kind} not Ready: {}\n{}\n{}",
+            waited.stderr,
+            cluster.must(&["-n", ROUTERS, "get", kind, "-o", "yaml"], None),
+            op_log()
+        );
+    }
     assert_eq!(routers.connected(), 3);
 
     // Status: observedGeneration on the status and on each condition; printer columns; Events.
