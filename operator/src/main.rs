@@ -434,6 +434,18 @@ async fn run_in_cluster(
     if qga.as_ref().is_some_and(|q| q.endpoint.is_none()) {
         bail!("--qga in a cluster needs --guest-endpoint (the agent endpoint as router VMs reach it)");
     }
+    // The pod the leader label goes on (from the downward API, as the chart sets it).
+    let labelled = election
+        .leader_election
+        .then(|| Some((std::env::var("POD_NAME").ok()?, std::env::var("POD_NAMESPACE").ok()?)))
+        .flatten();
+    if let Some((pod, namespace)) = &labelled {
+        // A container restarted in the pod that led keeps the pod, and its leader label: remove
+        // it before serving, or the agent Service would keep sending agents to a follower.
+        if let Err(e) = vrouter_operator::leader::label_pod(&client, namespace, pod, false).await {
+            tracing::error!(error = %e, %pod, "cannot remove a stale leader label: agents may be sent to this follower");
+        }
+    }
     let store = pki_store(&pki_args, Some(&client)).await?;
     let secret_key = if pki_args.pki_secret.is_some() {
         vrouter_operator::pki::revision_key(store.as_ref()).await?
@@ -478,11 +490,6 @@ async fn run_in_cluster(
                 .await?;
         tracing::info!(addr = %bound, "serving the admission webhook");
     }
-    // The pod the leader label goes on (from the downward API, as the chart sets it).
-    let labelled = election
-        .leader_election
-        .then(|| Some((std::env::var("POD_NAME").ok()?, std::env::var("POD_NAMESPACE").ok()?)))
-        .flatten();
     // Always leading without election (one replica only).
     let (always, mut elector_task) = (tokio::sync::watch::channel(true), None);
     let election_stop = CancellationToken::new();

@@ -68,6 +68,139 @@ impl Cluster {
     }
 }
 
+/// Waits (polling every 500 ms) until `check` is true; panics with `what` and `context()` after
+/// `secs` seconds.
+pub async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        if std::time::Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for: {what}\n{}", context());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The chart as installed in the cluster: what an operator replica needs from it.
+pub struct Release {
+    /// The Deployment, as the API server holds it.
+    pub deployment: serde_json::Value,
+    /// The operator's ServiceAccount.
+    pub service_account: String,
+    /// A kubeconfig with a token of that ServiceAccount (TokenRequest API).
+    pub kubeconfig: PathBuf,
+    /// The release namespace.
+    pub namespace: String,
+}
+
+impl Release {
+    /// Reads Deployment `namespace/name` of an installed release and makes its ServiceAccount's
+    /// kubeconfig.
+    pub fn read(cluster: &Cluster, namespace: &str, name: &str) -> Release {
+        let deployment = cluster.get_json(&["-n", namespace, "get", "deployment", name]);
+        let service_account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+            .as_str()
+            .expect("the Deployment names its ServiceAccount")
+            .to_owned();
+        let kubeconfig = cluster.service_account_kubeconfig(namespace, &service_account);
+        Release { deployment, service_account, kubeconfig, namespace: namespace.to_owned() }
+    }
+
+    /// A replica's arguments (see [`chart_operator_args`]).
+    pub fn args(&self, ports: Ports, state_dir: &Path) -> Vec<String> {
+        chart_operator_args(&self.deployment, ports, state_dir)
+    }
+
+    /// The value of `--<flag>=` in the Deployment's arguments.
+    pub fn flag(&self, flag: &str) -> Option<String> {
+        let prefix = format!("--{flag}=");
+        self.deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()?
+            .iter()
+            .filter_map(|a| a.as_str())
+            .find_map(|a| a.strip_prefix(&prefix))
+            .map(str::to_owned)
+    }
+
+    /// Creates the object of replica pod `name` from the Deployment's pod template (no kubelet
+    /// runs it; the leader label goes on it).
+    pub fn create_pod(&self, cluster: &Cluster, name: &str) {
+        let template = &self.deployment["spec"]["template"];
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": self.namespace, "labels": template["metadata"]["labels"]},
+            "spec": {
+                "serviceAccountName": self.service_account,
+                "containers": [{"name": "operator", "image": template["spec"]["containers"][0]["image"]}],
+            },
+        });
+        cluster.must(&["apply", "-f", "-"], Some(&pod.to_string()));
+    }
+
+    /// Starts replica `pod` (its object must exist) as the chart's ServiceAccount, logging to
+    /// `<scratch>/<pod>.log`.
+    pub fn start(&self, cluster: &Cluster, pod: &str, ports: Ports, state_dir: &Path) -> OperatorProc {
+        let args = self.args(ports, state_dir);
+        OperatorProc::start(&args, &self.kubeconfig, &self.namespace, pod, ports, cluster.scratch.path())
+    }
+}
+
+/// Enrolls routers `names` of `namespace` with `kubectl vrouter enroll` against `endpoint`:
+/// their `(namespace/name, token)` and the operator CA file the plugin wrote.
+pub fn enroll(cluster: &Cluster, namespace: &str, names: &[&str], endpoint: &str) -> (Vec<(String, String)>, PathBuf) {
+    let plugin = crate::workspace_bin("kubectl-vrouter", "kubectl-vrouter");
+    let mut tokens = Vec::new();
+    let mut ca_file = PathBuf::new();
+    for name in names {
+        let dir = cluster.scratch.path().join(format!("enroll-{namespace}-{name}"));
+        let out = Command::new(&plugin)
+            .args(["-n", namespace, "enroll", name, "--endpoint", endpoint, "--out-dir"])
+            .arg(&dir)
+            .env("KUBECONFIG", &cluster.plane.kubeconfig)
+            .output()
+            .expect("run kubectl-vrouter");
+        assert!(out.status.success(), "kubectl vrouter enroll {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let toml = std::fs::read_to_string(dir.join("agent.toml")).expect("agent.toml");
+        let token = toml
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("token = "))
+            .expect("agent.toml has a token")
+            .trim_matches('"')
+            .to_owned();
+        tokens.push((format!("{namespace}/{name}"), token));
+        ca_file = dir.join("operator-ca.pem");
+    }
+    (tokens, ca_file)
+}
+
+/// Waits up to a minute for `/readyz` on the operator's metrics port.
+pub async fn wait_ready(op: &OperatorProc, log: impl Fn() -> String) {
+    for _ in 0..120 {
+        if op.http_get("/readyz").await.is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("operator {} never became ready:\n{}", op.pod, log());
+}
+
+/// The value of an unlabelled metric in a Prometheus text exposition.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The sum of metric `name` over the series whose labels include every `key="value"` of
+/// `labels` (0 when none does).
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (set, value) = rest.split_once("} ")?;
+            labels.iter().all(|(k, v)| set.split(',').any(|p| p == format!("{k}=\"{v}\""))).then_some(value)
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
 /// `vrouter-operator crds`.
 pub fn operator_crds() -> String {
     let out = Command::new(crate::workspace_bin("vrouter-operator", "vrouter-operator"))
@@ -143,6 +276,8 @@ pub fn chart_operator_args(deployment: &serde_json::Value, ports: Ports, state_d
 
 /// An operator process running out of cluster as one replica of the chart's Deployment.
 pub struct OperatorProc {
+    /// Its log file.
+    pub log: PathBuf,
     /// The process.
     pub proc: Proc,
     /// Its ports.
@@ -153,7 +288,7 @@ pub struct OperatorProc {
 
 impl OperatorProc {
     /// Starts `vrouter-operator` with `args`, `kubeconfig` and the downward-API variables of pod
-    /// `namespace/pod`; its log is `<log_dir>/<pod>.log`.
+    /// `namespace/pod`; its log is `<log_dir>/<pod>.log` (`<pod>.<n>.log` after restarts).
     pub fn start(
         args: &[String],
         kubeconfig: &Path,
@@ -169,13 +304,23 @@ impl OperatorProc {
             .env("POD_NAMESPACE", namespace)
             .env("VROUTER_LOG", "info,vrouter_operator=debug")
             .env_remove("KUBERNETES_SERVICE_HOST");
-        let proc = Proc::spawn(pod, cmd, &log_dir.join(format!("{pod}.log")));
-        OperatorProc { proc, ports, pod: pod.to_owned() }
+        // A restarted replica logs to a new file: `<pod>.log`, `<pod>.1.log`, ...
+        let log = (0..)
+            .map(|i| log_dir.join(if i == 0 { format!("{pod}.log") } else { format!("{pod}.{i}.log") }))
+            .find(|p| !p.exists())
+            .expect("a free log name");
+        let proc = Proc::spawn(pod, cmd, &log);
+        OperatorProc { log, proc, ports, pod: pod.to_owned() }
     }
 
     /// The agent endpoint URL.
     pub fn endpoint(&self) -> String {
         format!("https://127.0.0.1:{}", self.ports.agent)
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// GETs `path` on the metrics endpoint (plain HTTP): the body, or None if it does not answer.
@@ -235,6 +380,18 @@ impl Routers {
         server_name: Option<String>,
         base: &Path,
     ) -> Routers {
+        Self::start_with(routers, endpoint, ca_file, server_name, base, &Default::default())
+    }
+
+    /// [`Routers::start`] with the simulated routers' knobs (`sim`: commit latency, failures).
+    pub fn start_with(
+        routers: &[(String, String)],
+        endpoint: &str,
+        ca_file: &Path,
+        server_name: Option<String>,
+        base: &Path,
+        sim: &vrouter_agent::config::SimConfig,
+    ) -> Routers {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let mut fleets = Vec::new();
         for (identity, token) in routers {
@@ -248,7 +405,7 @@ impl Routers {
                 server_name: server_name.clone(),
                 tokens_file: None,
                 state_dir: base.join(name),
-                sim: Default::default(),
+                sim: sim.clone(),
                 commit_confirm: true,
                 reconnect: vrouter_agent::config::ReconnectConfig {
                     min_delay_ms: 200,

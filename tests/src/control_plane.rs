@@ -183,6 +183,8 @@ pub struct ControlPlane {
     root: PathBuf,
     etcd: Proc,
     apiserver: Proc,
+    apiserver_args: Vec<String>,
+    apiserver_starts: usize,
     controller_manager: Option<Proc>,
     apiserver_port: u16,
     certs_ca: String,
@@ -259,7 +261,7 @@ impl ControlPlane {
             "-v=1".into(),
         ];
         args.push(format!("--api-audiences={}", "https://kubernetes.default.svc"));
-        let apiserver = Self::spawn_apiserver(bin, root, &args)?;
+        let apiserver = Self::spawn_apiserver(bin, &root.join("kube-apiserver.log"), &args)?;
         let mut plane = ControlPlane {
             _permit: permit,
             bin: bin.to_path_buf(),
@@ -267,6 +269,8 @@ impl ControlPlane {
             dir: Some(dir),
             etcd,
             apiserver,
+            apiserver_args: args,
+            apiserver_starts: 1,
             controller_manager: None,
             apiserver_port,
             certs_ca: certs.ca_pem,
@@ -294,10 +298,24 @@ impl ControlPlane {
         Ok(Proc::spawn("etcd", cmd, &root.join("etcd.log")))
     }
 
-    fn spawn_apiserver(bin: &Path, root: &Path, args: &[String]) -> Result<Proc, ControlPlaneError> {
+    fn spawn_apiserver(bin: &Path, log: &Path, args: &[String]) -> Result<Proc, ControlPlaneError> {
         let mut cmd = Command::new(bin.join("kube-apiserver"));
         cmd.args(args);
-        Ok(Proc::spawn("kube-apiserver", cmd, &root.join("kube-apiserver.log")))
+        Ok(Proc::spawn("kube-apiserver", cmd, log))
+    }
+
+    /// Stops the API server (SIGKILL: no graceful close of watches); etcd keeps the data.
+    pub fn stop_apiserver(&mut self) {
+        self.apiserver.kill();
+    }
+
+    /// Starts the API server again, same port, flags and etcd, and waits for `/readyz`. Its
+    /// log is `kube-apiserver.<n>.log`.
+    pub fn start_apiserver(&mut self) -> Result<(), ControlPlaneError> {
+        let log = self.root.join(format!("kube-apiserver.{}.log", self.apiserver_starts));
+        self.apiserver_starts += 1;
+        self.apiserver = Self::spawn_apiserver(&self.bin, &log, &self.apiserver_args)?;
+        self.wait_ready()
     }
 
     fn spawn_controller_manager(&self) -> Result<Proc, ControlPlaneError> {

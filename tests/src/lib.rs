@@ -9,6 +9,7 @@ pub mod echo;
 pub mod faults;
 pub mod measure;
 pub mod qga;
+pub mod service;
 pub mod vm;
 
 use std::future::Future;

@@ -8,11 +8,13 @@
 //!   running configuration, fetched through the hub, in a Secret ([`request`]: what both share).
 //!
 //! Reads come from reflector stores shared by the controllers; writes use server-side apply
-//! under one field manager ([`FIELD_MANAGER`]). Reconcile errors are typed and retried with a
-//! per-object exponential backoff; concurrency is bounded.
+//! under one field manager ([`FIELD_MANAGER`]). Reconcile errors are typed, retried with a
+//! per-object exponential backoff and published as Warning Events on the object ([`failure`]);
+//! concurrency is bounded.
 
 pub mod binding;
 pub mod enroll;
+pub mod failure;
 pub mod request;
 pub mod running;
 pub mod target;
@@ -270,6 +272,12 @@ where
             move |o, e, ctx| {
                 let delay = ctx.backoff(&key_of(&*o));
                 tracing::warn!(kind, object = %key_of(&*o), error = %e, retry_in = ?delay, "reconcile failed");
+                // The owner sees it in `kubectl describe` (the error policy cannot await).
+                let (reason, note) = failure::failure_event(e, delay);
+                let reference = o.object_ref(&());
+                tokio::spawn(async move {
+                    ctx.event(&reference, EventType::Warning, reason, "Reconcile", note).await;
+                });
                 Action::requeue(delay)
             },
             ctx,

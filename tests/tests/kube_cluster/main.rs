@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 use vrouter_tests::cluster::{Cluster, repo_root};
 
+mod api_faults;
+mod leader;
+
 const IGNORE: &str = "needs VROUTER_KUBE_BIN=<dir with etcd, kube-apiserver, kube-controller-manager> at build time";
 
 fn bin() -> PathBuf {
@@ -166,21 +169,125 @@ fn crds_examples_and_schema_validation() {
     assert!(bindings.lines().next().unwrap_or_default().contains("TARGETS"), "{bindings}");
 }
 
-/// Waits (polling every 500 ms) until `check` is true; panics with `what` and `context()` after
-/// `secs` seconds.
-async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool, context: impl Fn() -> String) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while !check() {
-        if std::time::Instant::now() > deadline {
-            panic!("timed out after {secs}s waiting for: {what}\n{}", context());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-}
-
 const RELEASE: &str = "vrouter-operator";
 const SYSTEM: &str = "vrouter-system";
 const ROUTERS: &str = "quickstart";
+/// The quick start's routers.
+const NAMES: [&str; 3] = ["hub", "branch-1", "branch-2"];
+
+/// The chart installed (one replica), its operator running as the chart's ServiceAccount, the
+/// quick start applied and its routers enrolled, connected and Ready.
+struct QuickStart {
+    release: vrouter_tests::cluster::Release,
+    op: vrouter_tests::cluster::OperatorProc,
+    ports: vrouter_tests::cluster::Ports,
+    state: PathBuf,
+    routers: vrouter_tests::cluster::Routers,
+    // Dropped last: the processes above use it.
+    cluster: Cluster,
+}
+
+impl QuickStart {
+    /// Starts it all; the routers' commits take `commit_latency_ms`.
+    async fn start(commit_latency_ms: u64) -> QuickStart {
+        use vrouter_tests::cluster::{Ports, Release, Routers, chart_dir, enroll, helm, wait_ready};
+        let cluster = Cluster::start(&bin());
+        let kubeconfig = cluster.plane.kubeconfig.to_str().unwrap().to_owned();
+        cluster.must(&["create", "namespace", ROUTERS], None);
+        let ports = Ports::free();
+        let values = serde_json::json!({
+            "replicaCount": 1,
+            "webhook": {"url": format!("https://127.0.0.1:{}/validate", ports.webhook)},
+            "rbac": {"namespaces": [ROUTERS]},
+        });
+        helm(&["install", &kubeconfig, SYSTEM, RELEASE, chart_dir().to_str().unwrap(), &values.to_string()])
+            .unwrap_or_else(|e| panic!("helm install: {e}\n{}", cluster.plane.logs()));
+        let release = Release::read(&cluster, SYSTEM, RELEASE);
+        let pod = format!("{RELEASE}-test-0");
+        release.create_pod(&cluster, &pod);
+        let state = cluster.scratch.path().join("operator-state");
+        let op = release.start(&cluster, &pod, ports, &state);
+        wait_ready(&op, || op.log_text()).await;
+        let quickstart = repo_root().join("examples/quickstart");
+        cluster.must(&["apply", "-n", ROUTERS, "--server-side", "-f", quickstart.to_str().unwrap()], None);
+        let (tokens, ca_file) = enroll(&cluster, ROUTERS, &NAMES, &op.endpoint());
+        let sim = vrouter_agent::config::SimConfig { commit_latency_ms, ..Default::default() };
+        let routers = Routers::start_with(
+            &tokens,
+            &op.endpoint(),
+            &ca_file,
+            release.flag("server-dns-name"),
+            &cluster.scratch.path().join("routers"),
+            &sim,
+        );
+        let run = QuickStart { release, op, ports, state, routers, cluster };
+        run.wait_ready(180).await;
+        run
+    }
+
+    /// Waits until every target and binding is Ready.
+    async fn wait_ready(&self, secs: u64) {
+        let timeout = format!("--timeout={secs}s");
+        for kind in ["vrt", "vrb"] {
+            let r =
+                self.cluster.kubectl(&["-n", ROUTERS, "wait", "--for=condition=Ready", kind, "--all", &timeout], None);
+            assert!(
+                r.ok,
+                "{kind} not Ready: {}\n{}\n{}",
+                r.stderr,
+                self.cluster.must(&["-n", ROUTERS, "get", kind, "-o", "yaml"], None),
+                self.op.log_text()
+            );
+        }
+    }
+
+    /// Each target's (desiredRevision, appliedRevision).
+    fn revisions(&self) -> Vec<(String, String)> {
+        let list = self.cluster.get_json(&["-n", ROUTERS, "get", "vrt"]);
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let s = &t["status"];
+                (
+                    s["desiredRevision"].as_str().unwrap_or_default().to_owned(),
+                    s["appliedRevision"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Applies the quick start's params with `from` replaced by `to`.
+    fn change_params(&self, from: &str, to: &str) {
+        let params = std::fs::read_to_string(repo_root().join("examples/quickstart/10-params.yaml")).unwrap();
+        assert!(params.contains(from), "the quick start's params hold {from:?}");
+        self.cluster.must(&["apply", "-n", ROUTERS, "--server-side", "-f", "-"], Some(&params.replace(from, to)));
+    }
+
+    /// Asserts that no router committed a revision more than once.
+    fn assert_one_commit_per_revision(&self) {
+        for name in NAMES {
+            for (rev, n) in self.routers.commits(name) {
+                assert_eq!(n, 1, "{name}: revision {rev} committed {n} times");
+            }
+        }
+    }
+
+    /// The Warning Events about `kind`/`name` in the routers' namespace: (reason, note).
+    fn warnings(&self, kind: &str, name: &str) -> Vec<(String, String)> {
+        let list = self.cluster.get_json(&["-n", ROUTERS, "get", "events.events.k8s.io"]);
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "Warning" && e["regarding"]["kind"] == kind && e["regarding"]["name"] == name)
+            .map(|e| {
+                (e["reason"].as_str().unwrap_or_default().to_owned(), e["note"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
+    }
+}
 
 /// The chart installed, upgraded and uninstalled through the real Helm library; the operator run
 /// with the chart's own ServiceAccount token (real RBAC, no 403) and the chart's flags; the quick
@@ -195,7 +302,7 @@ const ROUTERS: &str = "quickstart";
     ignore = "needs VROUTER_KUBE_BIN=<dir with etcd, kube-apiserver, kube-controller-manager> at build time"
 )]
 async fn the_chart_runs_the_quick_start_with_its_own_service_account() {
-    use vrouter_tests::cluster::{OperatorProc, Ports, Routers, chart_dir, chart_operator_args, helm};
+    use vrouter_tests::cluster::{Ports, Release, Routers, chart_dir, enroll, eventually, helm, wait_ready};
     let cluster = Cluster::start(&bin());
     let kubeconfig = cluster.plane.kubeconfig.to_str().unwrap().to_owned();
     let chart = chart_dir();
@@ -214,37 +321,26 @@ async fn the_chart_runs_the_quick_start_with_its_own_service_account() {
     values["operator"] = serde_json::json!({"concurrency": 4});
     helm(&["upgrade", &kubeconfig, SYSTEM, RELEASE, chart.to_str().unwrap(), &values.to_string()])
         .unwrap_or_else(|e| panic!("helm upgrade: {e}"));
-    let deployment = cluster.get_json(&["-n", SYSTEM, "get", "deployment", RELEASE]);
+    let release = Release::read(&cluster, SYSTEM, RELEASE);
     let state = cluster.scratch.path().join("operator-state");
-    let args = chart_operator_args(&deployment, ports, &state);
+    let args = release.args(ports, &state);
     assert!(args.contains(&"--concurrency=4".to_owned()), "the upgrade reached the Deployment: {args:?}");
-    let template = &deployment["spec"]["template"];
-    let sa = template["spec"]["serviceAccountName"].as_str().unwrap().to_owned();
+    let sa = release.service_account.clone();
 
-    // The replica's pod object (no kubelet runs it; the leader label goes on it).
+    // The replica's pod object; the operator runs as the chart's ServiceAccount.
     let pod_name = format!("{RELEASE}-test-0");
-    let pod = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": pod_name, "namespace": SYSTEM, "labels": template["metadata"]["labels"]},
-        "spec": {"serviceAccountName": sa, "containers": [{"name": "operator", "image": template["spec"]["containers"][0]["image"]}]},
-    });
-    cluster.must(&["apply", "-f", "-"], Some(&pod.to_string()));
-
-    // The operator runs as the chart's ServiceAccount.
-    let sa_kubeconfig = cluster.service_account_kubeconfig(SYSTEM, &sa);
-    let mut op = OperatorProc::start(&args, &sa_kubeconfig, SYSTEM, &pod_name, ports, cluster.scratch.path());
-    let log_path = cluster.scratch.path().join(format!("{pod_name}.log"));
-    let op_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let ready_port = ports.metrics;
-    let mut ready = false;
-    for _ in 0..120 {
-        if vrouter_tests::cluster::http_get(ready_port, "/readyz").await.is_some() {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-    assert!(ready, "the operator never became ready:\n{}", op_log());
+    release.create_pod(&cluster, &pod_name);
+    let mut op = release.start(&cluster, &pod_name, ports, &state);
+    let op_log = || -> String {
+        let mut logs: Vec<_> = std::fs::read_dir(cluster.scratch.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&pod_name))
+            .collect();
+        logs.sort();
+        logs.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect()
+    };
+    wait_ready(&op, op_log).await;
 
     // The operator wrote the webhook's caBundle (a patch: RBAC grants `patch`).
     let webhook_name = format!("{SYSTEM}-{RELEASE}");
@@ -277,28 +373,8 @@ async fn the_chart_runs_the_quick_start_with_its_own_service_account() {
     // Routers enroll with tokens from `kubectl vrouter enroll`.
     let plugin = vrouter_tests::workspace_bin("kubectl-vrouter", "kubectl-vrouter");
     let endpoint = op.endpoint();
-    let mut routers_tokens = Vec::new();
-    let mut ca_file = PathBuf::new();
-    for name in ["hub", "branch-1", "branch-2"] {
-        let dir = cluster.scratch.path().join(format!("enroll-{name}"));
-        let out = std::process::Command::new(&plugin)
-            .args(["-n", ROUTERS, "enroll", name, "--endpoint", &endpoint, "--out-dir"])
-            .arg(&dir)
-            .env("KUBECONFIG", &cluster.plane.kubeconfig)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl vrouter enroll {name}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            op_log()
-        );
-        let toml = std::fs::read_to_string(dir.join("agent.toml")).unwrap();
-        let token = toml.lines().find_map(|l| l.trim().strip_prefix("token = ")).unwrap().trim_matches('"').to_owned();
-        routers_tokens.push((format!("{ROUTERS}/{name}"), token));
-        ca_file = dir.join("operator-ca.pem");
-    }
-    let server_name = args.iter().find_map(|a| a.strip_prefix("--server-dns-name=")).map(str::to_owned);
+    let (routers_tokens, ca_file) = enroll(&cluster, ROUTERS, &["hub", "branch-1", "branch-2"], &endpoint);
+    let server_name = release.flag("server-dns-name");
     let routers =
         Routers::start(&routers_tokens, &endpoint, &ca_file, server_name, &cluster.scratch.path().join("routers"));
 
@@ -359,23 +435,22 @@ async fn the_chart_runs_the_quick_start_with_its_own_service_account() {
 
     // An operator restart (SIGKILL) keeps the CA in its Secret and every router's identity: the
     // routers reconnect with their certificates, nothing re-enrolls, nothing is committed again.
-    let pki_secret = args.iter().find_map(|a| a.strip_prefix("--pki-secret=")).unwrap().to_owned();
+    let pki_secret = release.flag("pki-secret").unwrap();
     let ca_of = || cluster.get_json(&["-n", SYSTEM, "get", "secret", &pki_secret])["data"]["ca.crt"].clone();
     let ca_before = ca_of();
     assert!(ca_before.is_string(), "the PKI Secret holds the CA");
     let commits_before: Vec<_> = routers.fleets.iter().map(|(n, _)| routers.commits(n)).collect();
-    let mut earlier_log = op_log();
     op.proc.kill();
-    op = OperatorProc::start(&args, &sa_kubeconfig, SYSTEM, &pod_name, ports, cluster.scratch.path());
+    op = release.start(&cluster, &pod_name, ports, &state);
     eventually(
         90,
         "every router back after the operator restart",
-        || routers.connected() == 3 && op_log().matches("agent connected").count() >= 3,
+        || routers.connected() == 3 && op.log_text().matches("agent connected").count() >= 3,
         op_log,
     )
     .await;
     assert_eq!(ca_of(), ca_before, "the CA survived the restart");
-    assert!(!op_log().contains("router enrolled"), "nothing re-enrolled:\n{}", op_log());
+    assert!(!op.log_text().contains("router enrolled"), "nothing re-enrolled:\n{}", op.log_text());
     let commits_after: Vec<_> = routers.fleets.iter().map(|(n, _)| routers.commits(n)).collect();
     assert_eq!(commits_after, commits_before, "a restart commits nothing");
 
@@ -462,8 +537,7 @@ async fn the_chart_runs_the_quick_start_with_its_own_service_account() {
     .await;
 
     // Real RBAC judged every call: no 403 in the operator's log; least privilege.
-    earlier_log.push_str(&op_log());
-    let log = earlier_log;
+    let log = op_log();
     assert!(
         !log.to_lowercase().contains("forbidden") && !log.contains("code: 403"),
         "the operator was refused:\n{log}"
