@@ -27,6 +27,7 @@ pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod delivery;
+pub mod event_note;
 pub mod generate;
 pub mod http;
 pub mod hub;

@@ -13,7 +13,7 @@ use vrouter_operator::http::Readiness;
 use vrouter_operator::hub::{AgentServer, Hub, HubConfig, ServerConfig};
 use vrouter_operator::leader::{Elector, LeaseConfig};
 use vrouter_operator::metrics::Metrics;
-use vrouter_operator::pki::{DirStore, Pki, PkiConfig, PkiStore, SecretStore};
+use vrouter_operator::pki::{DirStore, LostCa, Pki, PkiConfig, PkiError, PkiStore, SecretStore, lost_ca};
 use vrouter_proto::RouterId;
 
 // Reconcile passes build and drop many small strings and trees; with glibc's allocator half of
@@ -106,6 +106,12 @@ struct PkiArgs {
     /// IP addresses agents use to reach the operator (server certificate SANs; repeatable).
     #[arg(long = "server-ip", default_values_t = [IpAddr::from([127, 0, 0, 1])])]
     server_ips: Vec<IpAddr>,
+    /// With --pki-secret: create a new CA even though the Secret holds none while VRouterTargets
+    /// show enrolled routers (their agent connected, or they run a revision). Without it that
+    /// start is refused: the Secret was lost, and a new CA cuts off every router. Use it once,
+    /// to start over deliberately; then re-enroll every router (`kubectl vrouter enroll`).
+    #[arg(long)]
+    allow_new_ca: bool,
 }
 
 /// Connection limits of the agent endpoint.
@@ -332,30 +338,56 @@ fn init_logging(filter: &str, json: bool) {
     }
 }
 
-/// The PKI's store: the --pki-secret Secret, or <state-dir>/pki.
-async fn pki_store(args: &PkiArgs, client: Option<&kube::Client>) -> Result<Arc<dyn PkiStore>> {
+/// The PKI's store: the --pki-secret Secret (through `client`), or <state-dir>/pki.
+fn pki_store(args: &PkiArgs, client: Option<&kube::Client>) -> Result<Arc<dyn PkiStore>> {
     let Some(name) = &args.pki_secret else {
         return Ok(Arc::new(DirStore::new(args.state_dir.join("pki"))?));
     };
     let namespace = args.pki_namespace.as_deref().context("--pki-secret needs --pki-namespace (or POD_NAMESPACE)")?;
-    let client = match client {
-        Some(c) => c.clone(),
-        None => kube::Client::try_default().await.context("cannot reach the Kubernetes API")?,
-    };
-    Ok(Arc::new(SecretStore::new(client, namespace, name)?))
+    let client = client.context("--pki-secret needs the Kubernetes API")?;
+    Ok(Arc::new(SecretStore::new(client.clone(), namespace, name)?))
 }
 
-async fn open_pki_in(args: &PkiArgs, store: Arc<dyn PkiStore>) -> Result<Arc<Pki>> {
+/// Opens the PKI. With the PKI in a Secret, the cluster's VRouterTargets are looked at first: a
+/// Secret lost whole holds no trace of the routers enrolled with its CA, they do.
+async fn open_pki_in(args: &PkiArgs, store: Arc<dyn PkiStore>, client: Option<&kube::Client>) -> Result<Arc<Pki>> {
+    let enrolled_elsewhere = match client {
+        Some(c) if args.pki_secret.is_some() => lost_ca::enrolled_targets(c).await?,
+        _ => Vec::new(),
+    };
     let config = PkiConfig {
         server_dns_names: args.server_names.clone(),
         server_ips: args.server_ips.clone(),
+        enrolled_elsewhere,
+        allow_new_ca: args.allow_new_ca,
         ..PkiConfig::default()
     };
     Ok(Arc::new(Pki::open(store, config).await?))
 }
 
+/// Opens the PKI of a command other than `run` (`serve`, `token`, `tokens`, `ca`).
 async fn open_pki(args: &PkiArgs) -> Result<Arc<Pki>> {
-    open_pki_in(args, pki_store(args, None).await?).await
+    let client = match args.pki_secret {
+        Some(_) => Some(kube::Client::try_default().await.context("cannot reach the Kubernetes API")?),
+        None => None,
+    };
+    open_pki_in(args, pki_store(args, client.as_ref())?, client.as_ref()).await
+}
+
+/// Records a refused lost CA as a Warning Event on the operator's pod (POD_NAME and
+/// POD_NAMESPACE, POD_UID if set, from the downward API); without them, only the log says it.
+/// A failure to record is logged: the refusal itself is the error the operator exits with.
+async fn report_lost_ca(client: &kube::Client, lost: &LostCa) {
+    let (Ok(name), Ok(namespace)) = (std::env::var("POD_NAME"), std::env::var("POD_NAMESPACE")) else {
+        tracing::warn!("POD_NAME or POD_NAMESPACE is not set: the lost PKI Secret is reported in the log only");
+        return;
+    };
+    let pod = lost_ca::pod_reference(&namespace, &name, std::env::var("POD_UID").ok());
+    match tokio::time::timeout(Duration::from_secs(10), lost_ca::publish(client.clone(), lost, &pod)).await {
+        Ok(Ok(())) => tracing::info!(%namespace, pod = %name, reason = lost_ca::REASON, "recorded an Event"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot record the lost PKI Secret as an Event"),
+        Err(_) => tracing::warn!("recording the lost PKI Secret as an Event timed out"),
+    }
 }
 
 fn shutdown_on_signal() -> CancellationToken {
@@ -446,7 +478,17 @@ async fn run_in_cluster(
             tracing::error!(error = %e, %pod, "cannot remove a stale leader label: agents may be sent to this follower");
         }
     }
-    let store = pki_store(&pki_args, Some(&client)).await?;
+    let store = pki_store(&pki_args, Some(&client))?;
+    // The PKI first: a refused start (a lost Secret) must write nothing, not even the revision key.
+    let pki = match open_pki_in(&pki_args, store.clone(), Some(&client)).await {
+        Ok(pki) => pki,
+        Err(e) => {
+            if let Some(PkiError::LostCa(lost)) = e.downcast_ref::<PkiError>() {
+                report_lost_ca(&client, lost).await;
+            }
+            return Err(e);
+        }
+    };
     let secret_key = if pki_args.pki_secret.is_some() {
         vrouter_operator::pki::revision_key(store.as_ref()).await?
     } else {
@@ -454,7 +496,6 @@ async fn run_in_cluster(
             .with_context(|| format!("cannot create {}", pki_args.state_dir.display()))?;
         vrouter_operator::standalone::secret_key(&pki_args.state_dir).map_err(anyhow::Error::msg)?
     };
-    let pki = open_pki_in(&pki_args, store).await?;
     let shutdown = shutdown_on_signal();
     let (hub, server, ready) = serve_agents(pki.clone(), listen, endpoint, metrics_listen, &shutdown).await?;
     // Every replica that serves is ready (rolling updates, disruption budgets, webhook); agents

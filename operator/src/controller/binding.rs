@@ -138,7 +138,8 @@ pub(crate) fn target_referrers(
         .collect()
 }
 
-/// An [`Event`] (helper for the reconcilers).
+/// An [`Event`] (helper for the reconcilers); the note is cut to what the API server accepts.
 pub(crate) fn event(type_: EventType, reason: &str, action: &str, note: String) -> Event {
-    Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None }
+    let note = Some(crate::event_note::fit(note));
+    Event { type_, reason: reason.to_owned(), note, action: action.to_owned(), secondary: None }
 }

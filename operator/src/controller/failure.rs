@@ -30,7 +30,16 @@ pub fn failure_event(error: &Error, retry_in: Duration) -> (&'static str, String
         "Invalid" => " (the API server or an admission policy refused the object)",
         _ => "",
     };
-    (reason, format!("{error}{hint}; retrying in {}s", retry_in.as_secs()))
+    // An API answer by its message: the error's Display carries the whole Status, far past
+    // what an Event note may hold.
+    let cause = match error {
+        Error::Kube { what, source } => match source.as_ref() {
+            kube::Error::Api(s) => format!("{what}: {} ({} {})", s.message, s.code, s.reason),
+            other => format!("{what}: {other}"),
+        },
+        other => other.to_string(),
+    };
+    (reason, crate::event_note::fit(format!("{cause}{hint}; retrying in {}s", retry_in.as_secs())))
 }
 
 #[cfg(test)]
@@ -49,11 +58,18 @@ mod tests {
             Duration::from_secs(10),
         );
         assert_eq!(reason, "Forbidden");
-        assert!(note.starts_with("writing generated config: "), "{note}");
+        assert!(note.starts_with("writing generated config: vrouterconfigs"), "{note}");
+        assert!(note.contains("(403 Forbidden)") && !note.contains("Status {"), "the message, not the dump: {note}");
         assert!(note.contains("is forbidden") && note.contains("RBAC") && note.ends_with("retrying in 10s"), "{note}");
         for (code, want) in [(409, "Conflict"), (422, "Invalid"), (429, "Throttled"), (500, "APIError")] {
             assert_eq!(failure_event(&api(code, "x", "y"), Duration::from_secs(5)).0, want, "{code}");
         }
+    }
+
+    #[test]
+    fn a_long_answer_fits_an_event() {
+        let (_, note) = failure_event(&api(422, "Invalid", &"x".repeat(5000)), Duration::from_secs(5));
+        assert!(note.len() <= crate::event_note::MAX_NOTE, "{} bytes", note.len());
     }
 
     #[test]

@@ -326,3 +326,13 @@ async fn target_reconcile_reads_only_the_secrets_it_needs_and_blocks_when_missin
     assert!(bodies[2]["status"]["message"].as_str().unwrap().contains("creds/pw"));
     assert!(c.delivery.as_ref().unwrap().engine.routers().is_empty(), "nothing may be delivered");
 }
+
+#[test]
+fn watches_back_off_from_250_ms_to_at_most_5_s_and_reset() {
+    use kube::runtime::utils::Backoff as _;
+    let mut b = super::WatchBackoff::default();
+    let delays: Vec<u128> = (0..8).map(|_| b.next().unwrap().as_millis()).collect();
+    assert_eq!(delays, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
+    b.reset();
+    assert_eq!(b.next(), Some(std::time::Duration::from_millis(250)));
+}

@@ -3,13 +3,16 @@
 //!
 //! - The CA (ECDSA P-256) is created once and persisted through a [`PkiStore`]. If the store has
 //!   part of it (a certificate without its key, a key that does not match), the PKI refuses to
-//!   start rather than silently creating a new CA, which would cut every router off.
+//!   start rather than silently creating a new CA, which would cut every router off. An empty
+//!   store while the cluster shows enrolled routers (the whole Secret was lost) is refused too,
+//!   unless a new CA is explicitly allowed ([`lost_ca`]).
 //! - Enrollment tokens are random, single-use, expiring and bound to one router identity; only
 //!   their SHA-256 is stored.
 //! - Client certificates are issued from a CSR made on the router (its key never leaves it), are
 //!   short-lived, and carry the identity as a URI SAN. The PKI remembers which serials it issued
 //!   to which identity: revoking an identity (its target was removed) refuses its certificates.
 
+pub mod lost_ca;
 pub mod secret;
 pub mod store;
 
@@ -27,6 +30,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use vrouter_proto::RouterId;
 
+pub use lost_ca::LostCa;
 pub use secret::SecretStore;
 pub use store::{DirStore, PkiStore, REVISION_KEY, StoreError, revision_key};
 
@@ -62,6 +66,13 @@ pub struct PkiConfig {
     pub token_lifetime: Duration,
     /// Certificates start this long before issuance, tolerating clocks that run behind.
     pub clock_skew: Duration,
+    /// Evidence outside the store that routers were enrolled with its CA: `namespace/name` of
+    /// targets that show an enrolled router ([`lost_ca::enrolled_targets`]). With none stored, a
+    /// new CA is refused while this is not empty, unless `allow_new_ca`.
+    pub enrolled_elsewhere: Vec<String>,
+    /// Create a new CA even though `enrolled_elsewhere` shows enrolled routers (a deliberate
+    /// fresh start: every router must re-enroll).
+    pub allow_new_ca: bool,
 }
 
 impl Default for PkiConfig {
@@ -74,6 +85,8 @@ impl Default for PkiConfig {
             ca_lifetime: Duration::from_secs(10 * 365 * 24 * 3600),
             token_lifetime: Duration::from_secs(24 * 3600),
             clock_skew: Duration::from_secs(5 * 60),
+            enrolled_elsewhere: Vec::new(),
+            allow_new_ca: false,
         }
     }
 }
@@ -95,6 +108,9 @@ pub enum PkiError {
     /// Certificate generation failed.
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
+    /// No CA in the store while targets show enrolled routers: the store was lost.
+    #[error("{0}")]
+    LostCa(LostCa),
 }
 
 /// Why an enrollment or renewal was refused. Each refusal is counted by its [`label`](Self::label).
@@ -289,6 +305,7 @@ impl Pki {
             Some(ca) => ca,
             None => {
                 refuse_lost_ca(s).await?;
+                refuse_lost_store(s, &config)?;
                 let (cert_pem, key_pem, issuer) = create_ca(&config)?;
                 // Both or neither, and only if absent: another replica starting at the same
                 // time may win, and then its CA is the one.
@@ -665,6 +682,26 @@ async fn load_ca(s: &dyn PkiStore) -> Result<Option<(String, Issuer<'static, Key
         )),
         (None, Some(_)) => Err(corrupt(s, format!("{CA_KEY} exists but {CA_CERT} is missing; restore it"))),
     }
+}
+
+/// No CA in the store, and it shows no earlier use: a new CA is still refused while targets
+/// elsewhere show enrolled routers (the whole store was lost), unless the configuration allows
+/// it, which is logged.
+fn refuse_lost_store(s: &dyn PkiStore, config: &PkiConfig) -> Result<(), PkiError> {
+    let enrolled = &config.enrolled_elsewhere;
+    let Some(example) = enrolled.first() else { return Ok(()) };
+    if !config.allow_new_ca {
+        return Err(PkiError::LostCa(LostCa { store: s.describe(), enrolled: enrolled.clone() }));
+    }
+    tracing::warn!(
+        store = %s.describe(),
+        targets = enrolled.len(),
+        %example,
+        "creating a new CA although {} VRouterTarget(s) show enrolled routers (--allow-new-ca): every router \
+         must re-enroll (kubectl vrouter enroll <target>)",
+        enrolled.len()
+    );
+    Ok(())
 }
 
 /// No CA in the store: fine on first use, but a store that has enrolled routers (or whose

@@ -238,3 +238,70 @@ async fn a_lost_ca_with_enrolled_routers_is_refused_not_replaced() {
     let fresh = tempfile::tempdir().unwrap();
     pki(fresh.path()).await;
 }
+
+/// A PKI config as the operator builds it when `targets` show enrolled routers.
+fn with_evidence(targets: &[&str], allow_new_ca: bool) -> PkiConfig {
+    PkiConfig {
+        enrolled_elsewhere: targets.iter().map(|t| (*t).to_owned()).collect(),
+        allow_new_ca,
+        ..PkiConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn an_empty_store_with_enrolled_targets_is_refused_not_given_a_new_ca() {
+    // The whole store was lost (a deleted Secret): nothing in it, but the cluster's targets
+    // show enrolled routers.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = DirStore::new(tmp.path()).unwrap();
+    let described = store.describe();
+    let config = with_evidence(&["edge/r1", "edge/r2", "core/r3"], false);
+    let err = Pki::open(Arc::new(store), config).await.unwrap_err();
+    let PkiError::LostCa(lost) = &err else { panic!("not a lost CA: {err}") };
+    assert_eq!(lost.store, described);
+    let msg = err.to_string();
+    for part in
+        [described.as_str(), "3 VRouterTargets", "edge/r1, edge/r2 and 1 more", "--allow-new-ca", "kubectl apply"]
+    {
+        assert!(msg.contains(part), "{part:?} missing from {msg}");
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "the refusal wrote something");
+}
+
+#[tokio::test]
+async fn an_allowed_new_ca_is_created_despite_enrolled_targets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), with_evidence(&["edge/r1"], true)).await.unwrap();
+    assert_eq!(std::fs::read_to_string(tmp.path().join(CA_CERT)).unwrap(), p.ca_pem());
+}
+
+#[tokio::test]
+async fn a_first_start_without_evidence_creates_the_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), with_evidence(&[], false)).await.unwrap();
+    assert_eq!(std::fs::read_to_string(tmp.path().join(CA_CERT)).unwrap(), p.ca_pem());
+}
+
+#[tokio::test]
+async fn a_stored_ca_opens_whatever_the_targets_show() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = pki(tmp.path()).await.ca_pem().to_owned();
+    let p = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), with_evidence(&["edge/r1"], false)).await.unwrap();
+    assert_eq!(p.ca_pem(), ca, "the stored CA is used");
+}
+
+#[tokio::test]
+async fn a_deleted_secret_with_enrolled_targets_is_refused_without_writing() {
+    // One read finds no Secret; the refusal names it and creates nothing (the mock fails on any
+    // further call).
+    let (client, api) = crate::mock_api::mock(vec![crate::mock_api::failure(
+        "GET",
+        "/api/v1/namespaces/sys/secrets/vrouter-pki",
+        404,
+        "NotFound",
+    )]);
+    let store = SecretStore::new(client, "sys", "vrouter-pki").unwrap();
+    let err = Pki::open(Arc::new(store), with_evidence(&["edge/r1"], false)).await.unwrap_err();
+    assert!(err.to_string().starts_with("Secret sys/vrouter-pki holds no CA, but 1 VRouterTarget shows"), "{err}");
+    api.await.unwrap();
+}

@@ -11,6 +11,7 @@ use vrouter_tests::cluster::{Cluster, repo_root};
 
 mod api_faults;
 mod leader;
+mod pki;
 
 const IGNORE: &str = "needs VROUTER_KUBE_BIN=<dir with etcd, kube-apiserver, kube-controller-manager> at build time";
 
@@ -195,11 +196,15 @@ impl QuickStart {
         let kubeconfig = cluster.plane.kubeconfig.to_str().unwrap().to_owned();
         cluster.must(&["create", "namespace", ROUTERS], None);
         let ports = Ports::free();
-        let values = serde_json::json!({
+        let mut values = serde_json::json!({
             "replicaCount": 1,
             "webhook": {"url": format!("https://127.0.0.1:{}/validate", ports.webhook)},
             "rbac": {"namespaces": [ROUTERS]},
         });
+        // The operator's log filter (`--log`), for debugging a failing test.
+        if let Ok(filter) = std::env::var("VROUTER_TEST_OPERATOR_LOG") {
+            values["operator"] = serde_json::json!({"logLevel": filter});
+        }
         helm(&["install", &kubeconfig, SYSTEM, RELEASE, chart_dir().to_str().unwrap(), &values.to_string()])
             .unwrap_or_else(|e| panic!("helm install: {e}\n{}", cluster.plane.logs()));
         let release = Release::read(&cluster, SYSTEM, RELEASE);
@@ -236,7 +241,7 @@ impl QuickStart {
                 "{kind} not Ready: {}\n{}\n{}",
                 r.stderr,
                 self.cluster.must(&["-n", ROUTERS, "get", kind, "-o", "yaml"], None),
-                self.op.log_text()
+                self.diagnose().await
             );
         }
     }
@@ -258,11 +263,14 @@ impl QuickStart {
             .collect()
     }
 
-    /// Applies the quick start's params with `from` replaced by `to`.
-    fn change_params(&self, from: &str, to: &str) {
-        let params = std::fs::read_to_string(repo_root().join("examples/quickstart/10-params.yaml")).unwrap();
-        assert!(params.contains(from), "the quick start's params hold {from:?}");
-        self.cluster.must(&["apply", "-n", ROUTERS, "--server-side", "-f", "-"], Some(&params.replace(from, to)));
+    /// Applies the quick start's params with each `(from, to)` of `changes` replaced.
+    fn change_params(&self, changes: &[(&str, &str)]) {
+        let mut params = std::fs::read_to_string(repo_root().join("examples/quickstart/10-params.yaml")).unwrap();
+        for (from, to) in changes {
+            assert!(params.contains(from), "the quick start's params hold {from:?}");
+            params = params.replace(from, to);
+        }
+        self.cluster.must(&["apply", "-n", ROUTERS, "--server-side", "-f", "-"], Some(&params));
     }
 
     /// Asserts that no router committed a revision more than once.
@@ -272,6 +280,26 @@ impl QuickStart {
                 assert_eq!(n, 1, "{name}: revision {rev} committed {n} times");
             }
         }
+    }
+
+    /// What a failed wait shows: the operator's reconcile metrics, the generated configs'
+    /// commands and status, the routers' time zones and the operator's log.
+    async fn diagnose(&self) -> String {
+        let metrics = self.op.http_get("/metrics").await.unwrap_or_default();
+        let metrics: Vec<&str> = metrics.lines().filter(|l| l.contains("reconcil") && !l.starts_with('#')).collect();
+        let configs = self.cluster.kubectl(&["-n", ROUTERS, "get", "vrc", "-o", "yaml"], None).stdout;
+        let zones: Vec<String> = NAMES
+            .iter()
+            .map(|n| {
+                let active = self.routers.active(n);
+                format!("{n}: {}", active.lines().find(|l| l.contains("time-zone")).unwrap_or("-"))
+            })
+            .collect();
+        format!(
+            "metrics:\n{}\nconfigs:\n{configs}\nrouters: {zones:?}\nlog:\n{}",
+            metrics.join("\n"),
+            self.op.log_text()
+        )
     }
 
     /// The Warning Events about `kind`/`name` in the routers' namespace: (reason, note).
