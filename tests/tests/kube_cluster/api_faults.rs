@@ -170,14 +170,11 @@ async fn the_operator_rides_out_an_api_server_restart_and_refused_writes() {
     let before = run.revisions();
     // The overlay only (its binding rolls out one router at a time); the time zone stays.
     run.change_params(&[(PARIS, TROLL), OVERLAY]);
-    let moved = |now: &[(String, String)]| {
-        now.iter().zip(&before).filter(|((_, applied), (_, old))| !applied.is_empty() && applied != old).count()
-    };
     eventually(
         90,
         "the rollout under way",
         || {
-            let n = moved(&run.revisions());
+            let n = super::moved(&before, &run.revisions());
             n >= 1 && n < NAMES.len()
         },
         || diagnose(&run),
@@ -189,10 +186,7 @@ async fn the_operator_rides_out_an_api_server_restart_and_refused_writes() {
     eventually(
         180,
         "every router at the new revision after the API server restart",
-        || {
-            let now = run.revisions();
-            now.iter().zip(&before).all(|((d, applied), (d0, _))| d != d0 && applied == d)
-        },
+        || super::all_moved(&before, &run.revisions()),
         || format!("{:?}\n{}", run.revisions(), run.op.log_text()),
     )
     .await;

@@ -172,34 +172,17 @@ async fn two_replicas_on_a_real_lease_one_delivers_and_the_standby_takes_over() 
 
     // A change the overlay rolls out one router at a time. A is SIGKILLed once some routers
     // have the new revision and others do not.
-    let revisions = || -> Vec<(String, String)> {
-        let list = cluster.get_json(&["-n", ROUTERS, "get", "vrt"]);
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| {
-                let s = &t["status"];
-                (
-                    s["desiredRevision"].as_str().unwrap_or_default().to_owned(),
-                    s["appliedRevision"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect()
-    };
+    let revisions = || super::revisions(&cluster);
     let before = revisions();
     let params = std::fs::read_to_string(quickstart.join("10-params.yaml"))
         .unwrap()
         .replace("overlay: 10.255.0.0/24", "overlay: 10.254.0.0/24");
     cluster.must(&["apply", "-n", ROUTERS, "--server-side", "-f", "-"], Some(&params));
-    let moved = |now: &[(String, String)]| {
-        now.iter().zip(&before).filter(|((_, applied), (_, old))| !applied.is_empty() && applied != old).count()
-    };
     eventually(
         90,
         "the rollout under way (some routers at the new revision, not all)",
         || {
-            let n = moved(&revisions());
+            let n = super::moved(&before, &revisions());
             n >= 1 && n < names.len()
         },
         || format!("{:?}\n{}", revisions(), logs(&[&a, &b])),
@@ -228,10 +211,7 @@ async fn two_replicas_on_a_real_lease_one_delivers_and_the_standby_takes_over() 
     eventually(
         180,
         "every router at the new revision",
-        || {
-            let now = revisions();
-            now.iter().zip(&before).all(|((d, applied), (d0, _))| d != d0 && applied == d)
-        },
+        || super::all_moved(&before, &revisions()),
         || format!("{:?}\n{}", revisions(), b.log_text()),
     )
     .await;

@@ -170,6 +170,33 @@ fn crds_examples_and_schema_validation() {
     assert!(bindings.lines().next().unwrap_or_default().contains("TARGETS"), "{bindings}");
 }
 
+/// Each target's (desiredRevision, appliedRevision) in the routers' namespace.
+fn revisions(cluster: &Cluster) -> Vec<(String, String)> {
+    let list = cluster.get_json(&["-n", ROUTERS, "get", "vrt"]);
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let s = &t["status"];
+            (
+                s["desiredRevision"].as_str().unwrap_or_default().to_owned(),
+                s["appliedRevision"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// How many targets applied a revision other than the one they had `before`.
+fn moved(before: &[(String, String)], now: &[(String, String)]) -> usize {
+    now.iter().zip(before).filter(|((_, applied), (_, old))| !applied.is_empty() && applied != old).count()
+}
+
+/// Whether every target applied a new desired revision since `before`.
+fn all_moved(before: &[(String, String)], now: &[(String, String)]) -> bool {
+    now.iter().zip(before).all(|((desired, applied), (old, _))| desired != old && applied == desired)
+}
+
 const RELEASE: &str = "vrouter-operator";
 const SYSTEM: &str = "vrouter-system";
 const ROUTERS: &str = "quickstart";
@@ -248,19 +275,7 @@ impl QuickStart {
 
     /// Each target's (desiredRevision, appliedRevision).
     fn revisions(&self) -> Vec<(String, String)> {
-        let list = self.cluster.get_json(&["-n", ROUTERS, "get", "vrt"]);
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| {
-                let s = &t["status"];
-                (
-                    s["desiredRevision"].as_str().unwrap_or_default().to_owned(),
-                    s["appliedRevision"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect()
+        revisions(&self.cluster)
     }
 
     /// Applies the quick start's params with each `(from, to)` of `changes` replaced.
@@ -483,20 +498,6 @@ async fn the_chart_runs_the_quick_start_with_its_own_service_account() {
     assert_eq!(commits_after, commits_before, "a restart commits nothing");
 
     // A params change through kubectl apply: one new revision, one commit on every router.
-    let revisions = |c: &Cluster| -> Vec<(String, String)> {
-        let list = c.get_json(&["-n", ROUTERS, "get", "vrt"]);
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| {
-                (
-                    t["status"]["desiredRevision"].as_str().unwrap_or_default().to_owned(),
-                    t["status"]["appliedRevision"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect()
-    };
     let before = revisions(&cluster);
     let params = std::fs::read_to_string(quickstart.join("10-params.yaml"))
         .unwrap()
@@ -505,10 +506,7 @@ async fn the_chart_runs_the_quick_start_with_its_own_service_account() {
     eventually(
         120,
         "the new revision applied on every router",
-        || {
-            let now = revisions(&cluster);
-            now.iter().zip(&before).all(|((d, a), (d0, _))| d != d0 && a == d)
-        },
+        || all_moved(&before, &revisions(&cluster)),
         || format!("{:?}\n{}", revisions(&cluster), op_log()),
     )
     .await;
