@@ -22,6 +22,9 @@ struct Overlaps {
     samples: usize,
     both_leading: Vec<String>,
     both_serving: Vec<String>,
+    /// The longest run of samples with sessions on both, and when the current run began.
+    both_serving_longest: Duration,
+    both_serving_since: Option<Instant>,
 }
 
 /// Samples both replicas' `/metrics` every 250 ms: `vrouter_leader` and `vrouter_agent_sessions`
@@ -47,6 +50,10 @@ fn sample(ports: [u16; 2], out: Arc<Mutex<Overlaps>>, stop: tokio_util::sync::Ca
                 }
                 if sessions.iter().all(|s| *s > 0.0) {
                     o.both_serving.push(at);
+                    let since = *o.both_serving_since.get_or_insert_with(Instant::now);
+                    o.both_serving_longest = o.both_serving_longest.max(since.elapsed());
+                } else {
+                    o.both_serving_since = None;
                 }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -267,6 +274,10 @@ async fn two_replicas_on_a_real_lease_one_delivers_and_the_standby_takes_over() 
     let o = overlaps.lock().unwrap();
     assert!(o.samples > 100, "the sampler ran ({} samples)", o.samples);
     assert!(o.both_leading.is_empty(), "both replicas led at once: {:?}", o.both_leading);
-    assert!(o.both_serving.is_empty(), "both replicas held agent sessions at once: {:?}", o.both_serving);
+    // A router that reconnects through stale endpoints may reach a follower, which accepts the
+    // stream and delivers nothing (no controllers, no engine); it sends such sessions away every
+    // 5 s. So sessions on both may overlap briefly, never for longer than that sweep.
+    let longest = o.both_serving_longest;
+    assert!(longest < Duration::from_secs(7), "a follower held agent sessions for {longest:?}: {:?}", o.both_serving);
     drop(routers);
 }
