@@ -348,11 +348,14 @@ fn pki_store(args: &PkiArgs, client: Option<&kube::Client>) -> Result<Arc<dyn Pk
     Ok(Arc::new(SecretStore::new(client.clone(), namespace, name)?))
 }
 
-/// Opens the PKI. With the PKI in a Secret, the cluster's VRouterTargets are looked at first: a
-/// Secret lost whole holds no trace of the routers enrolled with its CA, they do.
+/// Opens the PKI. With the PKI in a Secret that holds no CA, the cluster's VRouterTargets are
+/// looked at first: a Secret lost whole holds no trace of the routers enrolled with its CA, they
+/// do. (A Secret with its CA, every start but the first, needs no list of the targets.)
 async fn open_pki_in(args: &PkiArgs, store: Arc<dyn PkiStore>, client: Option<&kube::Client>) -> Result<Arc<Pki>> {
     let enrolled_elsewhere = match client {
-        Some(c) if args.pki_secret.is_some() => lost_ca::enrolled_targets(c).await?,
+        Some(c) if args.pki_secret.is_some() && !vrouter_operator::pki::has_ca(store.as_ref()).await? => {
+            lost_ca::enrolled_targets(c).await?
+        }
         _ => Vec::new(),
     };
     let config = PkiConfig {

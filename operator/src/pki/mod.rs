@@ -684,6 +684,12 @@ async fn load_ca(s: &dyn PkiStore) -> Result<Option<(String, Issuer<'static, Key
     }
 }
 
+/// Whether `store` holds a CA certificate: only a store without one needs the evidence of
+/// [`lost_ca::enrolled_targets`] before [`Pki::open`].
+pub async fn has_ca(store: &dyn PkiStore) -> Result<bool, StoreError> {
+    Ok(store.load(CA_CERT).await?.is_some())
+}
+
 /// No CA in the store, and it shows no earlier use: a new CA is still refused while targets
 /// elsewhere show enrolled routers (the whole store was lost), unless the configuration allows
 /// it, which is logged.

@@ -87,11 +87,6 @@ fn parse_time(t: &str) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs)
 }
 
-/// Where a line containing `needle` first appears in `log` (None: nowhere).
-fn first(log: &str, needle: &str) -> Option<usize> {
-    log.find(needle)
-}
-
 /// Two replicas of the chart's Deployment on one real Lease (the chart's timings), behind
 /// stand-ins for the chart's agent Service (the leader label) and webhook Service (every
 /// replica): only the leader runs controllers and holds agent sessions; the leader is SIGKILLed
@@ -229,9 +224,9 @@ async fn two_replicas_on_a_real_lease_one_delivers_and_the_standby_takes_over() 
         }
     }
     let b_log = b.log_text();
-    let acquired_line = first(&b_log, "acquired the lease").expect("B logs its acquisition");
+    let acquired_line = b_log.find("acquired the lease").expect("B logs its acquisition");
     for work in ["caches synced: reconciling", "agent connected"] {
-        let at = first(&b_log, work).unwrap_or_else(|| panic!("B never logged {work:?}:\n{b_log}"));
+        let at = b_log.find(work).unwrap_or_else(|| panic!("B never logged {work:?}:\n{b_log}"));
         assert!(at > acquired_line, "B logged {work:?} before it acquired the lease:\n{b_log}");
     }
     eventually(30, "B labelled as the leader", || has_leader_label(&cluster, &pod_b), || b.log_text()).await;

@@ -288,6 +288,16 @@ impl QuickStart {
         self.cluster.must(&["apply", "-n", ROUTERS, "--server-side", "-f", "-"], Some(&params));
     }
 
+    /// Whether every router's running configuration contains `text`.
+    fn all_run(&self, text: &str) -> bool {
+        NAMES.iter().all(|n| self.routers.active(n).contains(text))
+    }
+
+    /// Whether no router's running configuration contains `text`.
+    fn none_run(&self, text: &str) -> bool {
+        !NAMES.iter().any(|n| self.routers.active(n).contains(text))
+    }
+
     /// Asserts that no router committed a revision more than once.
     fn assert_one_commit_per_revision(&self) {
         for name in NAMES {
