@@ -29,68 +29,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use vrouter_agent::config::{OperatorConfig, ReconnectConfig, SimConfig};
+use vrouter_agent::config::OperatorConfig;
 use vrouter_agent::creds::Creds;
-use vrouter_agent::simulate::{self, Fleet, SimulateOptions};
+use vrouter_agent::simulate;
 use vrouter_operator::pki::{DirStore, Pki, PkiConfig};
+use vrouter_tests::bench::{self, Row, StandaloneSite, applied_revisions, applies, commits, ratio, row, wait_moved_on};
 use vrouter_tests::echo::{self, Echo};
-use vrouter_tests::faults::{Proc, free_port, issue_tokens, write_fleet};
+use vrouter_tests::faults::Proc;
 use vrouter_tests::measure::{cpu_secs, fmt, percentile, raise_fd_limit, rss_kib};
-use vrouter_tests::{fresh_bin, wait_until};
+use vrouter_tests::wait_until;
 
 /// CPU at idle is measured over two heartbeat intervals (15 s each).
 const IDLE_WINDOW: Duration = Duration::from_secs(30);
 /// Hang guard for every wait.
 const GUARD: Duration = Duration::from_secs(900);
-
-struct Row {
-    label: String,
-    ours: String,
-    base: String,
-    ratio: String,
-}
-
-fn row(label: &str, ours: String, base: String, ratio: Option<f64>) -> Row {
-    Row { label: label.to_owned(), ours, base, ratio: ratio.map(|r| format!("{r:.2}×")).unwrap_or_default() }
-}
-
-fn ratio(ours: Duration, base: Duration) -> Option<f64> {
-    (base > Duration::ZERO).then(|| ours.as_secs_f64() / base.as_secs_f64())
-}
-
-/// `log`: the operator's log filter (`BENCH_OPERATOR_LOG`, e.g. `info` shows when the operator
-/// saw the change and ran its passes; `warn` without it).
-fn operator_command(bin: &Path, site: &Path, state: &Path, port: u16, log: Option<&str>) -> Command {
-    let mut c = Command::new(bin);
-    c.args(["--log", log.unwrap_or("warn"), "standalone"]).arg(site).arg("--state-dir").arg(state).args([
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--poll-ms",
-        "100",
-    ]);
-    c
-}
-
-/// Routers whose last applied revision differs from `old` (by index).
-fn moved_on(fleet: &Fleet, old: &[Option<String>], pending: &mut Vec<usize>, start: Instant, lat: &mut Vec<Duration>) {
-    pending.retain(|&i| {
-        let now = fleet.routers[i].1.applied_revision();
-        if now.is_some() && now != old[i] {
-            lat.push(start.elapsed());
-            false
-        } else {
-            true
-        }
-    });
-}
-
-fn commits(fleet: &Fleet) -> u64 {
-    fleet.controls.iter().map(|c| c.commits()).sum()
-}
-
-fn applies(fleet: &Fleet) -> u64 {
-    fleet.routers.iter().map(|(_, o)| o.applies.load(Ordering::SeqCst)).sum()
-}
 
 async fn run_size(n: usize) -> Vec<Row> {
     raise_fd_limit();
@@ -103,18 +55,10 @@ async fn run_size(n: usize) -> Vec<Row> {
         None => tmp.path().to_owned(),
     };
     std::fs::create_dir_all(&logs).unwrap();
-    let (site, state, sims) = (tmp.path().join("site"), tmp.path().join("state"), tmp.path().join("sims"));
-    let op_bin = fresh_bin("vrouter-operator", "vrouter-operator");
-    write_fleet(&site, n, "r-", "first", n);
-    let tokens = issue_tokens(&op_bin, &state, "r-", n, tmp.path());
-
-    let port = free_port();
-    let mut operator = Proc::spawn(
-        "operator",
-        operator_command(&op_bin, &site, &state, port, operator_log.as_deref()),
-        &logs.join("op1.log"),
-    );
-    wait_until(Duration::from_secs(60), "the operator wrote ca.pem", || async { state.join("ca.pem").exists() }).await;
+    let site = StandaloneSite::prepare(n, tmp.path());
+    let (state, sims, port) = (&site.state, &site.sims, site.port);
+    let mut operator = Proc::spawn("operator", site.command(operator_log.as_deref()), &logs.join("op1.log"));
+    wait_until(Duration::from_secs(60), "the operator wrote ca.pem", || async { site.ca_file().exists() }).await;
     assert!(operator.running(), "the operator stopped:\n{}", operator.output());
     // The operator's own footprint before any router connects (manifests read, PKI open).
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -122,19 +66,7 @@ async fn run_size(n: usize) -> Vec<Row> {
 
     // 1. First convergence.
     let shutdown = CancellationToken::new();
-    let options = SimulateOptions {
-        count: n,
-        namespace: "default".into(),
-        prefix: "r-".into(),
-        endpoint: format!("https://localhost:{port}"),
-        ca_file: state.join("ca.pem"),
-        server_name: Some("localhost".into()),
-        tokens_file: Some(tokens),
-        state_dir: sims.clone(),
-        sim: SimConfig { confirm_minute_ms: Some(60_000), ..SimConfig::default() },
-        commit_confirm: true,
-        reconnect: ReconnectConfig::default(),
-    };
+    let options = site.fleet_options();
     let start = Instant::now();
     let fleet = simulate::start(&options, &shutdown).unwrap();
     wait_until(GUARD, "every router connected and applied its first revision", || async {
@@ -169,23 +101,16 @@ async fn run_size(n: usize) -> Vec<Row> {
     }
 
     // 3. One template change, end to end.
-    let old: Vec<Option<String>> = fleet.routers.iter().map(|(_, o)| o.applied_revision()).collect();
+    let old = applied_revisions(&fleet);
     let commits_before = commits(&fleet);
-    let mut pending: Vec<usize> = (0..n).collect();
-    let mut lat = Vec::with_capacity(n);
     let start = Instant::now();
     if operator_log.is_some() {
         let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         eprintln!("{n}: fan-out starts at unix {:.3}; operator logs in {}", unix.as_secs_f64(), logs.display());
     }
-    write_fleet(&site, n, "r-", "second", n);
-    while !pending.is_empty() {
-        assert!(start.elapsed() < GUARD, "fan-out: {} routers never applied the change", pending.len());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        moved_on(&fleet, &old, &mut pending, start, &mut lat);
-    }
+    site.change("second");
+    let lat = wait_moved_on(&fleet, &old, start, GUARD).await;
     let fan_total = start.elapsed();
-    lat.sort();
     let fan_commits = commits(&fleet) - commits_before;
     eprintln!("{n}: fan-out in {} ({fan_commits} commits)", fmt(fan_total));
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -195,11 +120,7 @@ async fn run_size(n: usize) -> Vec<Row> {
     operator.kill();
     wait_until(GUARD, "every router noticed the operator is gone", || async { fleet.connected() == 0 }).await;
     let start = Instant::now();
-    let mut operator = Proc::spawn(
-        "operator",
-        operator_command(&op_bin, &site, &state, port, operator_log.as_deref()),
-        &logs.join("op2.log"),
-    );
+    let mut operator = Proc::spawn("operator", site.command(operator_log.as_deref()), &logs.join("op2.log"));
     wait_until(GUARD, "the first session back", || async { fleet.connected() > 0 }).await;
     let storm_first = start.elapsed();
     wait_until(GUARD, "every session back", || async { fleet.connected() == n }).await;
@@ -214,7 +135,7 @@ async fn run_size(n: usize) -> Vec<Row> {
     let _ = tokio::time::timeout(Duration::from_secs(30), fleet.join()).await;
 
     // The baseline, on the same port with the same certificates.
-    let base = baseline(n, &state, &sims, port).await;
+    let base = baseline(n, state, sims, port).await;
     let per_router = rss.saturating_sub(rss0) as f64 / n as f64;
     rows.push(row(
         "operator resident memory per router: growth from start (session, rendered configs, status)",
@@ -412,26 +333,17 @@ async fn echo_server(state: &Path, port: u16) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args = bench::args();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     if args.first().map(String::as_str) == Some("echo-server") {
         runtime.block_on(echo_server(&PathBuf::from(&args[1]), args[2].parse().unwrap()));
         return;
     }
-    let quick = args.iter().any(|a| a == "--quick");
-    let sizes: Vec<usize> = match args.iter().find_map(|a| a.strip_prefix("--sizes=")) {
-        Some(list) => list.split(',').filter_map(|s| s.parse().ok()).collect(),
-        None if quick => vec![300],
-        None => vec![1000, 5000, 10_000],
-    };
+    let (quick, sizes) = bench::sizes(&args, 300, &[1000, 5000, 10_000]);
     println!("# One standalone operator process with N simulated routers ({})", if quick { "quick" } else { "full" });
     for n in sizes {
         let rows = runtime.block_on(run_size(n));
         println!("\n## {n} routers\n");
-        println!("| | vrouter | bare tonic bidi echo (baseline) | ratio |");
-        println!("|---|---:|---:|---:|");
-        for r in rows {
-            println!("| {} | {} | {} | {} |", r.label, r.ours, r.base, r.ratio);
-        }
+        bench::print_table("vrouter", "bare tonic bidi echo (baseline)", &rows);
     }
 }

@@ -368,6 +368,16 @@ impl ControlPlane {
         &self.certs_ca
     }
 
+    /// The API server's process id, while it runs (benchmarks read its CPU time).
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.apiserver.pid()
+    }
+
+    /// etcd's process id, while it runs.
+    pub fn etcd_pid(&self) -> Option<u32> {
+        self.etcd.pid()
+    }
+
     /// The control plane's own directory (logs, certificates), removed on drop.
     pub fn dir(&self) -> &Path {
         &self.root

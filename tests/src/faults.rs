@@ -150,31 +150,44 @@ pub fn commits_per_revision(state_dir: &Path) -> BTreeMap<String, usize> {
 /// whose interface description is `description`, and one binding selecting them all that rolls
 /// out `batch` routers at a time: `fleet.yaml` in `dir`.
 pub fn write_fleet(dir: &Path, count: usize, prefix: &str, description: &str, batch: usize) {
-    use std::fmt::Write;
     std::fs::create_dir_all(dir).expect("create the manifest directory");
-    let mut text = String::new();
-    for i in 0..count {
-        let _ = write!(
-            text,
-            "---\napiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata:\n  name: {prefix}{i}\n  \
-             labels: {{fleet: faults}}\nspec:\n  provider: {{type: none}}\n"
-        );
-    }
+    let mut text = fleet_targets(prefix, 0..count);
     text.push_str(&fleet_template(description));
-    let _ = write!(
-        text,
-        "---\napiVersion: vrouter.kojuro.date/v1\nkind: VRouterBinding\nmetadata:\n  name: fleet\nspec:\n  \
-         templateRefs: [{{name: base}}]\n  targetSelector:\n    matchLabels: {{fleet: faults}}\n  rollout:\n    \
-         mode: WaitForApplied\n    maxUnavailable: {batch}\n    pollInterval: 300ms\n"
-    );
+    text.push_str(&fleet_binding(batch));
     // Replaced in one step: the operator polls the directory and must not read half a file.
     let tmp = dir.join(".fleet.yaml.tmp");
     std::fs::write(&tmp, text).expect("write fleet.yaml");
     std::fs::rename(&tmp, dir.join("fleet.yaml")).expect("replace fleet.yaml");
 }
 
-/// The fleet's template document.
-fn fleet_template(description: &str) -> String {
+/// The fleet's targets `<prefix><i>` for `i` in `range` (label `fleet: faults`, no provider), as
+/// YAML documents without a namespace.
+pub fn fleet_targets(prefix: &str, range: std::ops::Range<usize>) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    for i in range {
+        let _ = write!(
+            text,
+            "---\napiVersion: vrouter.kojuro.date/v1\nkind: VRouterTarget\nmetadata:\n  name: {prefix}{i}\n  \
+             labels: {{fleet: faults}}\nspec:\n  provider: {{type: none}}\n"
+        );
+    }
+    text
+}
+
+/// The fleet's binding `fleet`: template `base` on every target labelled `fleet: faults`, rolled
+/// out `batch` routers at a time.
+pub fn fleet_binding(batch: usize) -> String {
+    format!(
+        "---\napiVersion: vrouter.kojuro.date/v1\nkind: VRouterBinding\nmetadata:\n  name: fleet\nspec:\n  \
+         templateRefs: [{{name: base}}]\n  targetSelector:\n    matchLabels: {{fleet: faults}}\n  rollout:\n    \
+         mode: WaitForApplied\n    maxUnavailable: {batch}\n    pollInterval: 300ms\n"
+    )
+}
+
+/// The fleet's template `base` (host name, and an interface description: change it for a new
+/// revision on every router).
+pub fn fleet_template(description: &str) -> String {
     format!(
         "---\napiVersion: vrouter.kojuro.date/v1\nkind: VRouterTemplate\nmetadata:\n  name: base\nspec:\n  config: |\n    \
          system {{\n        host-name \"{{{{ target.name }}}}\"\n    }}\n    interfaces {{\n        ethernet eth0 {{\n            \
