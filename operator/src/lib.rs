@@ -10,6 +10,7 @@
 //! - [`binding_plan`]: what a binding's reconcile writes and deletes, and its status.
 //! - [`tracker`]: per-router desired revisions and target/config status from events.
 //! - [`compose`]: a router's configs composed into one desired state and its revision id.
+//! - [`status_flush`]: when a router's status is written (coalescing, heartbeat refresh).
 //!
 //! Shells:
 //! - [`controller`]: the Kubernetes controllers (kube-runtime).
@@ -42,6 +43,7 @@ pub mod render;
 pub mod render_cache;
 pub mod rollout;
 pub mod standalone;
+pub mod status_flush;
 pub mod time;
 pub mod tracker;
 pub mod webhook;

@@ -439,8 +439,8 @@ async fn serve_agents(
     Ok((hub, server, ready))
 }
 
-/// Followers hold no agent sessions: agents that reach one anyway (through a Service whose
-/// endpoints have not caught up with a leadership change yet) are sent away to reconnect.
+/// Followers hold no agent sessions. A follower refuses new ones ([`Hub::set_serving`]); this
+/// sweep ends any that slipped in as leadership was lost (a stream accepted just before).
 async fn turn_away_agents(hub: Hub, leader: tokio::sync::watch::Receiver<bool>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -557,6 +557,9 @@ async fn run_in_cluster(
     } else {
         always.1
     };
+    // A follower refuses agent streams at once (UNAVAILABLE): an agent that reached it through
+    // stale Service endpoints retries, rather than holding a session nothing is delivered on.
+    hub.set_serving(*leader.borrow());
     tokio::spawn(turn_away_agents(hub.clone(), leader.clone(), shutdown.clone()));
     let metrics = hub.metrics().clone();
     let h = hub.clone();
@@ -584,6 +587,7 @@ async fn run_in_cluster(
                 });
             }
             metrics.leader.set(i64::from(leading));
+            hub.set_serving(leading);
             if !leading {
                 // Agents reconnect through the Service, to the new leader.
                 hub.close_all("this replica no longer leads");

@@ -29,7 +29,7 @@ impl LabelKind {
 /// Labels of reconcile counts: the controller and the result (`ok` or `error`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
-    /// `binding` or `target`.
+    /// `binding`, `target` or `status` (the status writer).
     pub controller: String,
     /// `ok` or `error`.
     pub result: String,
@@ -38,7 +38,7 @@ pub struct ReconcileLabels {
 /// Labels of reconcile errors: the controller and the kind of error.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
-    /// `binding` or `target`.
+    /// `binding`, `target` or `status` (the status writer).
     pub controller: String,
     /// E.g. `api_409`, `api_unreachable`, `no_namespace`.
     pub kind: String,

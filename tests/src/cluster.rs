@@ -434,6 +434,13 @@ impl Routers {
             .unwrap_or_default()
     }
 
+    /// The revision router `name` committed last (its commit log's last revision).
+    pub fn last_commit(&self, name: &str) -> Option<String> {
+        let log = find_file(&self.base.join(name), "commits.log")?;
+        let dir = log.parent().and_then(Path::parent).unwrap_or(&self.base);
+        crate::faults::commit_log(dir).iter().rev().find_map(|l| l.revision().map(str::to_owned))
+    }
+
     /// The agent commits per revision of router `name`.
     pub fn commits(&self, name: &str) -> std::collections::BTreeMap<String, usize> {
         match find_file(&self.base.join(name), "commits.log") {

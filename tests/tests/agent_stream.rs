@@ -329,6 +329,23 @@ async fn revoking_a_router_ends_its_session_and_refuses_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_does_not_serve_refuses_sessions_until_it_does() {
+    // A follower's hub: an agent that reaches it is refused at once and keeps retrying.
+    let tmp = tempfile::tempdir().unwrap();
+    let op = TestOperator::start(&tmp.path().join("op"), fast_hub(), PkiConfig::default(), None).await;
+    op.hub.set_serving(false);
+    let agent = TestAgent::start(&op, "r1", &tmp.path().join("r1"), agent_options(&op)).await;
+    let refused = || Metrics::count(&op.hub.metrics().session_refusals, "not_leader");
+    wait_until(SECS, "refused twice", || async { refused() >= 2 }).await;
+    assert!(op.hub.session(&agent.id).is_none() && !agent.connected());
+    // It leads now: the agent's next attempt opens a session.
+    op.hub.set_serving(true);
+    wait_until(SECS, "connected", || async { op.hub.session(&agent.id).is_some() }).await;
+    agent.stop().await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_cuts_the_router_off_is_rolled_back_and_not_retried() {
     let tmp = tempfile::tempdir().unwrap();
     let op = TestOperator::start(&tmp.path().join("op"), fast_hub(), PkiConfig::default(), None).await;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use futures::StreamExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -45,21 +46,14 @@ pub async fn reconcile(binding: Arc<VRouterBinding>, ctx: Arc<Context>) -> Resul
 
     let api: Api<VRouterConfig> = Api::namespaced(ctx.client.clone(), &ns);
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
-    for c in &p.write {
-        let live =
-            api.patch(&c.name_any(), &ssa, &Patch::Apply(c)).await.map_err(Error::kube("apply VRouterConfig"))?;
-        if live.spec != c.spec {
-            // A field another manager added (a hand edit) survives server-side apply: remove it.
-            let (l, o) = (serde_json::to_value(&live.spec), serde_json::to_value(&c.spec));
-            if let (Ok(l), Ok(o)) = (l, o) {
-                let patch = serde_json::json!({ "spec": crate::binding_plan::reset_patch(&l, &o) });
-                let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
-                api.patch(&c.name_any(), &params, &Patch::Merge(&patch))
-                    .await
-                    .map_err(Error::kube("reset VRouterConfig"))?;
-            }
-        }
-    }
+    // A fleet's configs are written WRITES_IN_FLIGHT at a time, not one after another.
+    // (By index: a closure over `&VRouterConfig` makes the reconcile's future not `Send`.)
+    let written: Vec<Result<(), Error>> = futures::stream::iter(0..p.write.len())
+        .map(|i| write_config(&api, &ssa, &p.write[i]))
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .collect()
+        .await;
+    written.into_iter().collect::<Result<(), Error>>()?;
     for n in &p.delete {
         match api.delete(n, &DeleteParams::background()).await {
             Ok(_) => {}
@@ -86,6 +80,14 @@ pub async fn reconcile(binding: Arc<VRouterBinding>, ctx: Arc<Context>) -> Resul
     {
         ctx.event(&oref, EventType::Warning, "RenderFailed", "Render", c.message.clone()).await;
     }
+    let rolled_out = ready.filter(|c| c.status == "True" && c.reason == "Applied");
+    if let Some(c) = rolled_out
+        && binding.status.as_ref().and_then(|s| s.conditions.iter().find(|x| x.type_ == "Ready")).map(|x| &x.status)
+            != Some(&c.status)
+    {
+        // The rollout as one Event (a router's own apply has none: that would be one per router).
+        ctx.event(&oref, EventType::Normal, "RolledOut", "Deliver", c.message.clone()).await;
+    }
     if binding.status.as_ref() != Some(&p.status) {
         let bapi: Api<VRouterBinding> = Api::namespaced(ctx.client.clone(), &ns);
         let body = json!({"apiVersion": API_VERSION, "kind": "VRouterBinding", "status": p.status});
@@ -94,6 +96,26 @@ pub async fn reconcile(binding: Arc<VRouterBinding>, ctx: Arc<Context>) -> Resul
             .map_err(Error::kube("write VRouterBinding status"))?;
     }
     Ok(p.requeue_after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Generated configs written at once by one binding's reconcile.
+const WRITES_IN_FLIGHT: usize = 16;
+
+/// Writes one generated config (server-side apply), and removes fields another manager added.
+async fn write_config(api: &Api<VRouterConfig>, ssa: &PatchParams, c: &VRouterConfig) -> Result<(), Error> {
+    let live = api.patch(&c.name_any(), ssa, &Patch::Apply(c)).await.map_err(Error::kube("apply VRouterConfig"))?;
+    if live.spec != c.spec {
+        // A field another manager added (a hand edit) survives server-side apply: remove it.
+        let (l, o) = (serde_json::to_value(&live.spec), serde_json::to_value(&c.spec));
+        if let (Ok(l), Ok(o)) = (l, o) {
+            let patch = serde_json::json!({ "spec": crate::binding_plan::reset_patch(&l, &o) });
+            let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
+            api.patch(&c.name_any(), &params, &Patch::Merge(&patch))
+                .await
+                .map_err(Error::kube("reset VRouterConfig"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Bindings (same namespace) that refer to an object by name through `field`.

@@ -1,8 +1,8 @@
 //! Kubernetes controllers: thin shells (kube-runtime) over the pure planners.
 //!
 //! - [`binding`]: bindings → generated VRouterConfigs and binding status.
-//! - [`target`]: a router's configs → its desired revision (to the delivery engine), and the
-//!   target's and configs' status from delivery and agent events.
+//! - [`target`]: a router's configs → its desired revision (to the delivery engine).
+//! - [`status`]: the target's and configs' status from the tracker, coalesced per target.
 //! - [`enroll`]: enrollment requests (`kubectl vrouter enroll`) → a token in a Secret.
 //! - [`running`]: running-configuration requests (`kubectl vrouter diff`) → the router's
 //!   running configuration, fetched through the hub, in a Secret ([`request`]: what both share).
@@ -17,7 +17,11 @@ pub mod enroll;
 pub mod failure;
 pub mod request;
 pub mod running;
+pub mod status;
+pub mod stores;
 pub mod target;
+
+pub use stores::{Change, Feeds, Stores};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,10 +31,13 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
+
+use stores::Feed;
 
 use crate::crd::{FIELD_MANAGER, VRouterBinding, VRouterConfig, VRouterParams, VRouterTarget, VRouterTemplate};
 use crate::delivery::{DeliveryEvent, Engine, Phase};
@@ -78,6 +85,16 @@ pub struct Delivery {
     pub tracker: Mutex<Tracker>,
     /// The delivery engine.
     pub engine: Engine,
+    /// Targets whose status changed, for the status writer.
+    pub marks: status::Marks,
+}
+
+impl Delivery {
+    /// Delivery state, and the status writer's end of its marks.
+    pub fn new(tracker: Tracker, engine: Engine) -> (Delivery, status::MarksRx) {
+        let (marks, rx) = status::Marks::channel();
+        (Delivery { tracker: Mutex::new(tracker), engine, marks }, rx)
+    }
 }
 
 impl Error {
@@ -100,19 +117,6 @@ impl Error {
     pub fn kube(what: &'static str) -> impl Fn(kube::Error) -> Error {
         move |e| Error::Kube { what, source: Box::new(e) }
     }
-}
-
-/// The reflector stores the reconcilers read.
-#[derive(Clone)]
-pub struct Stores {
-    /// Templates.
-    pub templates: Store<VRouterTemplate>,
-    /// Params.
-    pub params: Store<VRouterParams>,
-    /// Targets.
-    pub targets: Store<VRouterTarget>,
-    /// Configs.
-    pub configs: Store<VRouterConfig>,
 }
 
 /// Shared by every reconcile.
@@ -219,69 +223,6 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
-/// Starts a reflector for `K` (all namespaces) and returns its store.
-fn reflect<K>(client: &Client, shutdown: &CancellationToken) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
-        .backoff(watch_backoff())
-        .reflect(writer)
-        .applied_objects();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                item = stream.next() => match item {
-                    None => return,
-                    Some(Err(e)) => tracing::warn!(error = %e, kind = %K::kind(&()), "watch error"),
-                    Some(Ok(_)) => {}
-                }
-            }
-        }
-    });
-    reader
-}
-
-impl Stores {
-    /// Waits until every store has listed its kind once (`false`: shut down first, or a
-    /// reflector stopped).
-    pub async fn synced(&self, shutdown: &CancellationToken) -> bool {
-        let all = async {
-            tokio::try_join!(
-                self.templates.wait_until_ready(),
-                self.params.wait_until_ready(),
-                self.targets.wait_until_ready(),
-                self.configs.wait_until_ready(),
-            )
-        };
-        let started = std::time::Instant::now();
-        tokio::select! {
-            _ = shutdown.cancelled() => false,
-            r = all => {
-                match r {
-                    Ok(_) => tracing::info!(after = ?started.elapsed(), "caches synced: reconciling"),
-                    Err(ref e) => tracing::error!(error = %e, "a cache stopped before it synced"),
-                }
-                r.is_ok()
-            }
-        }
-    }
-}
-
-/// Starts the reflectors the controllers share.
-pub fn stores(client: &Client, shutdown: &CancellationToken) -> Stores {
-    Stores {
-        templates: reflect(client, shutdown),
-        params: reflect(client, shutdown),
-        targets: reflect(client, shutdown),
-        configs: reflect(client, shutdown),
-    }
-}
-
 /// Runs a controller: reconcile errors are logged and retried with the object's backoff,
 /// which a success resets.
 async fn drive<K, F, Fut>(controller: Controller<K>, reconcile: F, kind: &'static str, ctx: Arc<Context>)
@@ -321,49 +262,83 @@ where
         .await;
 }
 
-/// Runs the binding controller until `shutdown`.
-pub async fn run_bindings(ctx: Arc<Context>, concurrency: u16, shutdown: CancellationToken) {
+/// Runs the binding controller until `shutdown`: triggered by its bindings' own watch and by
+/// the shared stores' feeds of the kinds it reads.
+pub async fn run_bindings(
+    ctx: Arc<Context>,
+    feeds: (Feed<VRouterTemplate>, Feed<VRouterParams>, Feed<VRouterTarget>, Feed<VRouterConfig>),
+    concurrency: u16,
+    shutdown: CancellationToken,
+) {
+    let (templates, params, targets, configs) = feeds;
     let client = ctx.client.clone();
-    let controller = Controller::new(Api::<VRouterBinding>::all(client.clone()), watcher::Config::default())
+    let controller = Controller::new(Api::<VRouterBinding>::all(client), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .trigger_backoff(watch_backoff());
     let bindings = controller.store();
     let (b1, b2, b3) = (bindings.clone(), bindings.clone(), bindings);
+    let templates = UnboundedReceiverStream::new(templates).flat_map(move |c| {
+        let t = c.object();
+        futures::stream::iter(binding::referrers(&b1, t.namespace(), &t.name_any(), binding::template_names))
+    });
+    let params = UnboundedReceiverStream::new(params).flat_map(move |c| {
+        let p = c.object();
+        futures::stream::iter(binding::referrers(&b2, p.namespace(), &p.name_any(), binding::params_names))
+    });
+    let mut changed = stores::spec_changes::<VRouterTarget>();
+    let targets =
+        UnboundedReceiverStream::new(targets).filter(move |c| std::future::ready(changed(c))).flat_map(move |c| {
+            let t = c.object();
+            futures::stream::iter(binding::target_referrers(&b3, t.namespace(), &t.name_any()))
+        });
+    // Owned configs: their owner (status changes count: the binding counts applied configs).
+    let configs = UnboundedReceiverStream::new(configs).filter_map(|c| {
+        let c = c.object();
+        let owner = c
+            .owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true) && o.kind == "VRouterBinding")
+            .and_then(|o| c.namespace().map(|ns| ObjectRef::<VRouterBinding>::new(&o.name).within(&ns)));
+        std::future::ready(owner)
+    });
     let controller = controller
-        .owns(Api::<VRouterConfig>::all(client.clone()), watcher::Config::default())
-        .watches(Api::<VRouterTemplate>::all(client.clone()), watcher::Config::default(), move |t| {
-            binding::referrers(&b1, t.namespace(), &t.name_any(), binding::template_names)
-        })
-        .watches(Api::<VRouterParams>::all(client.clone()), watcher::Config::default(), move |p| {
-            binding::referrers(&b2, p.namespace(), &p.name_any(), binding::params_names)
-        })
-        .watches(Api::<VRouterTarget>::all(client), watcher::Config::default(), move |t| {
-            binding::target_referrers(&b3, t.namespace(), &t.name_any())
-        })
+        .reconcile_on(templates)
+        .reconcile_on(params)
+        .reconcile_on(targets)
+        .reconcile_on(configs)
         .graceful_shutdown_on(async move { shutdown.cancelled().await });
     drive(controller, binding::reconcile, "binding", ctx).await;
 }
 
-/// Runs the target controller until `shutdown`; `triggers` are targets whose delivery state
-/// changed (from [`pump_events`]).
+/// Runs the target controller until `shutdown`: triggered by its targets' own watch, the
+/// config store's feed (mapped to each config's target) and `triggers` (targets whose agent
+/// session opened or closed, from [`pump_events`]).
 pub async fn run_targets(
     ctx: Arc<Context>,
     triggers: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<VRouterTarget>>,
+    configs: Feed<VRouterConfig>,
     concurrency: u16,
     shutdown: CancellationToken,
 ) {
     let client = ctx.client.clone();
-    let controller = Controller::new(Api::<VRouterTarget>::all(client.clone()), watcher::Config::default())
+    let configs =
+        UnboundedReceiverStream::new(configs).filter_map(|c| std::future::ready(target::config_target(c.object())));
+    let controller = Controller::new(Api::<VRouterTarget>::all(client), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .trigger_backoff(watch_backoff())
-        .watches(Api::<VRouterConfig>::all(client), watcher::Config::default(), |c| target::config_target(&c))
-        .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(triggers))
+        .reconcile_on(configs)
+        .reconcile_on(UnboundedReceiverStream::new(triggers))
         .graceful_shutdown_on(async move { shutdown.cancelled().await });
     drive(controller, target::reconcile, "target", ctx).await;
 }
 
-/// Feeds delivery and agent events into the tracker, publishes Events for applies, failures and
-/// drift, and triggers a reconcile of the target concerned.
+/// Feeds delivery and agent events into the tracker and marks the target for the status
+/// writer; publishes Events for failures and drift; triggers a reconcile of the target when an
+/// agent session opens or closes (a pending running-configuration request may be served now).
+///
+/// A successful apply has no Event of its own (it is in the target's status, and the binding
+/// announces its whole rollout): one Event per router per revision was a third of the API
+/// writes of a fleet rollout. Heartbeats only update the tracker.
 pub async fn pump_events(
     ctx: Arc<Context>,
     mut deliveries: tokio::sync::mpsc::UnboundedReceiver<DeliveryEvent>,
@@ -373,7 +348,7 @@ pub async fn pump_events(
 ) {
     let Some(delivery) = ctx.delivery.as_ref() else { return };
     loop {
-        let (id, event) = tokio::select! {
+        let (id, event, reconcile) = tokio::select! {
             _ = shutdown.cancelled() => return,
             d = deliveries.recv() => match d {
                 None => return,
@@ -381,12 +356,9 @@ pub async fn pump_events(
                     if let Ok(mut t) = delivery.tracker.lock() {
                         t.on_delivery(&ev);
                     }
-                    let note = match ev.phase {
-                        Phase::Applied => Some((EventType::Normal, "Applied", format!("revision {}: {}", ev.revision, ev.message))),
-                        Phase::Failed => Some((EventType::Warning, "ApplyFailed", format!("revision {}: {}", ev.revision, ev.message))),
-                        _ => None,
-                    };
-                    (ev.id.clone(), note)
+                    let note = (ev.phase == Phase::Failed)
+                        .then(|| (EventType::Warning, "ApplyFailed", format!("revision {}: {}", ev.revision, ev.message)));
+                    (ev.id.clone(), note, false)
                 }
             },
             h = hub.recv() => match h {
@@ -397,22 +369,28 @@ pub async fn pump_events(
                         t.on_hub(&ev);
                     }
                     match &ev {
-                        HubEvent::Connected { id, .. } | HubEvent::Disconnected { id, .. } | HubEvent::Status { id, .. } => (id.clone(), None),
+                        HubEvent::Status { .. } => continue,
+                        HubEvent::Connected { id, .. } | HubEvent::Disconnected { id, .. } => (id.clone(), None, true),
                         HubEvent::Drift { id, report } => {
                             let note = report.drifted.then(|| (EventType::Warning, "Drifted", format!("{} paths differ from the applied revision", report.paths.len() as u32 + report.paths_omitted)));
-                            (id.clone(), note)
+                            (id.clone(), note, false)
                         }
                     }
                 }
             },
         };
+        delivery.marks.mark(id.namespace(), id.name());
         let oref = ObjectRef::<VRouterTarget>::new(id.name()).within(id.namespace());
         if let Some((type_, reason, note)) = event
             && let Some(t) = ctx.stores.targets.get(&oref)
         {
-            ctx.event(&t.object_ref(&()), type_, reason, "Deliver", note).await;
+            // Not awaited here: one slow Event must not hold up every router's status.
+            let ctx = ctx.clone();
+            tokio::spawn(async move { ctx.event(&t.object_ref(&()), type_, reason, "Deliver", note).await });
         }
-        let _ = triggers.send(oref);
+        if reconcile {
+            let _ = triggers.send(oref);
+        }
     }
 }
 
@@ -430,7 +408,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let metrics = hub.metrics().clone();
-    let stores = stores(&client, &shutdown);
+    let (stores, feeds) = stores::stores(&client, &shutdown);
     let applied = target::ConfigMapStore::new(client.clone(), stores.targets.clone());
     let hub_events = hub.subscribe();
     let (engine, deliveries) =
@@ -439,7 +417,7 @@ pub async fn run(
         engine.enable_qga(q);
     }
     let recorder = recorder(client.clone(), std::env::var("POD_NAME").ok());
-    let delivery = Delivery { tracker: Mutex::new(Tracker::new(secret_key)), engine };
+    let (delivery, marks) = Delivery::new(Tracker::new(secret_key), engine);
     let ctx = Arc::new(Context::new(client, stores, Some(recorder)).with_delivery(delivery).with_metrics(metrics));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     // Nothing is reconciled before every shared store has listed its kind: a target composed
@@ -451,8 +429,14 @@ pub async fn run(
         return;
     }
     tokio::join!(
-        run_bindings(ctx.clone(), concurrency, shutdown.clone()),
-        run_targets(ctx.clone(), rx, concurrency, shutdown.clone()),
+        run_bindings(
+            ctx.clone(),
+            (feeds.templates, feeds.params, feeds.targets, feeds.configs_for_bindings),
+            concurrency,
+            shutdown.clone()
+        ),
+        run_targets(ctx.clone(), rx, feeds.configs_for_targets, concurrency, shutdown.clone()),
+        status::run(ctx.clone(), marks, shutdown.clone()),
         pump_events(ctx, deliveries, hub_events, tx, shutdown),
     );
 }

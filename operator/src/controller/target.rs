@@ -1,7 +1,7 @@
 //! The target controller: a thin shell over [`crate::tracker`]. It composes each router's
-//! VRouterConfigs into its desired revision, hands it to the delivery engine, and writes the
-//! target's and its configs' status (server-side apply, only when changed). Delivery and agent
-//! events update the tracker and trigger a reconcile of their target.
+//! VRouterConfigs into its desired revision, hands it to the delivery engine, and marks the
+//! target for the status writer ([`super::status`]), which writes the target's and its configs'
+//! status. Delivery and agent events update the tracker directly.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,12 +13,10 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::json;
 use vrouter_proto::RouterId;
 
-use super::binding::in_namespace;
 use super::{Context, Error};
-use crate::crd::{API_VERSION, FIELD_MANAGER, VRouterConfig, VRouterTarget};
+use crate::crd::{FIELD_MANAGER, VRouterConfig, VRouterTarget};
 use crate::delivery::{AppliedRecord, AppliedStore};
 use crate::render::placeholders;
 use crate::tracker::Secrets;
@@ -36,8 +34,16 @@ pub async fn reconcile(target: Arc<VRouterTarget>, ctx: Arc<Context>) -> Result<
     // conditional on); its failure is returned after the router's own work.
     let enrolled = super::enroll::reconcile(&target, &ctx).await;
     let running = super::running::reconcile(&target, &ctx).await;
-    let all = in_namespace(&ctx.stores.configs, &ns);
-    let mine: Vec<&VRouterConfig> = all.values().filter(|c| c.spec.target_ref.name == name).collect();
+    // The store's objects are shared, not copied: a fleet's configs are many.
+    let mut mine: Vec<Arc<VRouterConfig>> = ctx
+        .stores
+        .configs
+        .state()
+        .into_iter()
+        .filter(|c| c.spec.target_ref.name == name && c.namespace().as_deref() == Some(ns.as_str()))
+        .collect();
+    mine.sort_by_key(|c| c.name_any());
+    let mine: Vec<&VRouterConfig> = mine.iter().map(|c| c.as_ref()).collect();
 
     // Secrets the configs refer to, read one by one.
     let mut wanted: BTreeMap<String, ()> = BTreeMap::new();
@@ -62,7 +68,7 @@ pub async fn reconcile(target: Arc<VRouterTarget>, ctx: Arc<Context>) -> Result<
         }
     }
 
-    let (target_status, config_statuses) = {
+    {
         let mut tracker = delivery.tracker.lock().map_err(|_| Error::Poisoned)?;
         tracker.seed_target(&ns, &name, target.status.as_ref());
         for c in &mine {
@@ -73,47 +79,11 @@ pub async fn reconcile(target: Arc<VRouterTarget>, ctx: Arc<Context>) -> Result<
         {
             delivery.engine.set_desired(&id, desired);
         }
-        let ts = tracker.target_status(&ns, &name).cloned();
-        let cs: Vec<(String, Option<crate::crd::VRouterConfigStatus>)> =
-            mine.iter().map(|c| (c.name_any(), tracker.config_status(&ns, &c.name_any()).cloned())).collect();
-        (ts, cs)
-    };
-    write_statuses(&ctx.client, &ns, &target, target_status, &mine, config_statuses).await?;
+    }
+    delivery.marks.mark(&ns, &name);
     enrolled?;
     running?;
     Ok(Action::requeue(RESYNC))
-}
-
-async fn write_statuses(
-    client: &Client,
-    ns: &str,
-    target: &VRouterTarget,
-    target_status: Option<crate::crd::VRouterTargetStatus>,
-    configs: &[&VRouterConfig],
-    config_statuses: Vec<(String, Option<crate::crd::VRouterConfigStatus>)>,
-) -> Result<(), Error> {
-    let ssa = PatchParams::apply(FIELD_MANAGER).force();
-    if let Some(s) = target_status
-        && target.status.as_ref() != Some(&s)
-    {
-        let body = json!({"apiVersion": API_VERSION, "kind": "VRouterTarget", "status": s});
-        Api::<VRouterTarget>::namespaced(client.clone(), ns)
-            .patch_status(&target.name_any(), &ssa, &Patch::Apply(body))
-            .await
-            .map_err(Error::kube("write VRouterTarget status"))?;
-    }
-    let capi: Api<VRouterConfig> = Api::namespaced(client.clone(), ns);
-    for (c, (name, status)) in configs.iter().zip(config_statuses) {
-        if let Some(s) = status
-            && c.status.as_ref() != Some(&s)
-        {
-            let body = json!({"apiVersion": API_VERSION, "kind": "VRouterConfig", "status": s});
-            capi.patch_status(&name, &ssa, &Patch::Apply(body))
-                .await
-                .map_err(Error::kube("write VRouterConfig status"))?;
-        }
-    }
-    Ok(())
 }
 
 /// The target a config belongs to (for the controller's config watch).
@@ -124,15 +94,26 @@ pub fn config_target(c: &VRouterConfig) -> Option<ObjectRef<VRouterTarget>> {
 
 /// Applied records as ConfigMaps `vrouter-applied-<target>` owned by their target (deleted with
 /// it). They hold secret placeholders only.
+///
+/// Records are kept in memory once read or written: the leader is their only writer, and a
+/// store lives for one leadership term (a new term reads them again), so a delivery costs no
+/// read of its router's record.
 pub struct ConfigMapStore {
     client: Client,
     targets: Store<VRouterTarget>,
+    known: std::sync::Mutex<std::collections::HashMap<RouterId, Option<AppliedRecord>>>,
 }
 
 impl ConfigMapStore {
     /// A store; `targets` supplies the owner references.
     pub fn new(client: Client, targets: Store<VRouterTarget>) -> Self {
-        ConfigMapStore { client, targets }
+        ConfigMapStore { client, targets, known: std::sync::Mutex::default() }
+    }
+
+    fn remember(&self, id: &RouterId, record: Option<AppliedRecord>) {
+        if let Ok(mut k) = self.known.lock() {
+            k.insert(id.clone(), record);
+        }
     }
 
     /// The ConfigMap's name for a router.
@@ -145,14 +126,20 @@ impl ConfigMapStore {
 #[async_trait]
 impl AppliedStore for ConfigMapStore {
     async fn load(&self, id: &RouterId) -> Result<Option<AppliedRecord>, String> {
+        if let Some(known) = self.known.lock().ok().and_then(|k| k.get(id).cloned()) {
+            return Ok(known);
+        }
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), id.namespace());
-        let Some(cm) = api.get_opt(&Self::name(id)).await.map_err(|e| e.to_string())? else { return Ok(None) };
-        let data = cm.data.unwrap_or_default();
-        Ok(Some(AppliedRecord {
-            revision: data.get("revision").cloned().unwrap_or_default(),
-            config: data.get("config").cloned().unwrap_or_default(),
-            at: data.get("at").and_then(|a| a.parse().ok()).unwrap_or(0),
-        }))
+        let record = api.get_opt(&Self::name(id)).await.map_err(|e| e.to_string())?.map(|cm| {
+            let data = cm.data.unwrap_or_default();
+            AppliedRecord {
+                revision: data.get("revision").cloned().unwrap_or_default(),
+                config: data.get("config").cloned().unwrap_or_default(),
+                at: data.get("at").and_then(|a| a.parse().ok()).unwrap_or(0),
+            }
+        });
+        self.remember(id, record.clone());
+        Ok(record)
     }
 
     async fn save(&self, id: &RouterId, record: &AppliedRecord) -> Result<(), String> {
@@ -170,9 +157,20 @@ impl AppliedStore for ConfigMapStore {
             ("at".to_owned(), record.at.to_string()),
         ]));
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), id.namespace());
-        api.patch(&Self::name(id), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&cm))
+        let written = api
+            .patch(&Self::name(id), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&cm))
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        // After a failed write the ConfigMap's content is unknown: read it again next time.
+        match written {
+            Ok(()) => self.remember(id, Some(record.clone())),
+            Err(_) => {
+                if let Ok(mut k) = self.known.lock() {
+                    k.remove(id);
+                }
+            }
+        }
+        written
     }
 }

@@ -255,7 +255,7 @@ async fn delivery_ctx(client: Client, configs: Vec<VRouterConfig>, dir: &std::pa
         targets: store_of(vec![target("r1")]),
         configs: store_of(configs),
     };
-    let delivery = Delivery { tracker: std::sync::Mutex::new(crate::tracker::Tracker::new(vec![7; 32])), engine };
+    let (delivery, _marks) = Delivery::new(crate::tracker::Tracker::new(vec![7; 32]), engine);
     Arc::new(Context::new(client, stores, None).with_delivery(delivery))
 }
 
@@ -290,6 +290,11 @@ async fn target_reconcile_composes_and_writes_target_then_config_status() {
     let c = delivery_ctx(client, vec![hand_written("extra", "set system host-name 'r1'")], dir.path()).await;
     let action = target::reconcile(Arc::new(target("r1")), c.clone()).await.unwrap();
     assert_eq!(action, Action::requeue(target::RESYNC));
+    // The reconcile only marks the target; the status writer writes both statuses, once.
+    let written = std::sync::Mutex::new(status::Written::default());
+    let r1 = crate::tracker::key("net", "r1");
+    status::flush(&c, &r1, &written).await.unwrap();
+    status::flush(&c, &r1, &written).await.unwrap();
     let bodies = api.await.unwrap();
     let t = &bodies[0]["status"];
     assert_eq!(bodies[0]["kind"], "VRouterTarget");
@@ -320,6 +325,8 @@ async fn target_reconcile_reads_only_the_secrets_it_needs_and_blocks_when_missin
     );
     let c = delivery_ctx(client, vec![cfg], dir.path()).await;
     target::reconcile(Arc::new(target("r1")), c.clone()).await.unwrap();
+    let written = std::sync::Mutex::new(status::Written::default());
+    status::flush(&c, &crate::tracker::key("net", "r1"), &written).await.unwrap();
     let bodies = api.await.unwrap();
     assert_eq!(bodies[1]["status"]["conditions"][0]["reason"], "ComposeFailed");
     assert_eq!(bodies[2]["status"]["phase"], "Failed");

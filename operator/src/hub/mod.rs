@@ -164,6 +164,8 @@ pub(crate) struct Inner {
     next_request: AtomicU64,
     events: broadcast::Sender<HubEvent>,
     started: std::time::Instant,
+    /// Whether agent sessions are accepted (false on a follower).
+    serving: std::sync::atomic::AtomicBool,
 }
 
 /// The agent hub. Cheap to clone.
@@ -193,6 +195,7 @@ impl Hub {
                 next_request: AtomicU64::new(1),
                 events,
                 started: std::time::Instant::now(),
+                serving: std::sync::atomic::AtomicBool::new(true),
             }),
         }
     }
@@ -216,6 +219,18 @@ impl Hub {
     /// with [`Hub::sessions`].
     pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Accepts agent sessions (`true`, the default) or refuses new ones with `UNAVAILABLE` (a
+    /// follower: the agent reconnects, through the Service, to the leader). Open sessions are
+    /// not touched ([`Hub::close_all`] ends them).
+    pub fn set_serving(&self, serving: bool) {
+        self.inner.serving.store(serving, Ordering::SeqCst);
+    }
+
+    /// Whether agent sessions are accepted.
+    pub fn serving(&self) -> bool {
+        self.inner.serving.load(Ordering::SeqCst)
     }
 
     /// Number of open sessions.

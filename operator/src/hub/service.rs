@@ -134,6 +134,9 @@ impl AgentService for Service {
             Ok(v) => v,
             Err(e) => return Err(self.refuse("certificate", Status::unauthenticated(e.to_string()))),
         };
+        if !hub.serving() {
+            return Err(self.refuse("not_leader", Status::unavailable("this replica does not lead; reconnect")));
+        }
         if hub.session_count() >= hub.config().max_sessions && hub.session(&id).is_none() {
             return Err(self.refuse(
                 "max_sessions",

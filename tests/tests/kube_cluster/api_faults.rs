@@ -152,6 +152,7 @@ async fn the_operator_rides_out_an_api_server_restart_and_refused_writes() {
     )
     .await;
     // 3. The API server restarted mid-rollout.
+    run.settle(30).await;
     let before = run.revisions();
     // The overlay only (its binding rolls out one router at a time); the time zone stays.
     run.change_params(&[(PARIS, TROLL), OVERLAY]);
@@ -198,7 +199,7 @@ async fn the_operator_rides_out_an_api_server_restart_and_refused_writes() {
         }
     }
 
-    // After the restart, the controllers still react to changes.
+    // 4. After the restart, the controllers still react to changes.
     run.change_params(&[(PARIS, "timezone: Asia/Tokyo"), OVERLAY]);
     eventually(
         120,

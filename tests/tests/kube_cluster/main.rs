@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use vrouter_tests::cluster::{Cluster, repo_root};
+use vrouter_tests::cluster::{Cluster, eventually, repo_root};
 
 mod api_faults;
 mod leader;
@@ -276,6 +276,30 @@ impl QuickStart {
     /// Each target's (desiredRevision, appliedRevision).
     fn revisions(&self) -> Vec<(String, String)> {
         revisions(&self.cluster)
+    }
+
+    /// Waits until every target's status reports, as desired and applied, the revision its router
+    /// committed last (statuses are written a moment after the commit: a snapshot taken before
+    /// that would count the previous change as the next one's progress).
+    async fn settle(&self, secs: u64) {
+        eventually(
+            secs,
+            "every target's status at the revision its router runs",
+            || {
+                let list = self.cluster.get_json(&["-n", ROUTERS, "get", "vrt"]);
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                items.len() == NAMES.len()
+                    && items.iter().all(|t| {
+                        let (s, name) = (&t["status"], t["metadata"]["name"].as_str().unwrap_or_default());
+                        let applied = s["appliedRevision"].as_str();
+                        applied.is_some()
+                            && s["desiredRevision"].as_str() == applied
+                            && self.routers.last_commit(name).as_deref() == applied
+                    })
+            },
+            || format!("{:?}", self.revisions()),
+        )
+        .await;
     }
 
     /// Applies the quick start's params with each `(from, to)` of `changes` replaced.

@@ -197,8 +197,7 @@ async fn the_target_reconcile_asks_the_hub_and_reports_an_agent_that_is_not_conn
         status("GET", SECRET, 404, "NotFound"),
         ok("POST", SECRETS, Value::Null),
         ok("PATCH", format!("{TARGET}?"), answered()),
-        // The router's own work follows: no config, so only its status.
-        ok("PATCH", format!("{TARGET}/status?&force=true&fieldManager=vrouter-operator"), answered()),
+        // The router's status is the status writer's (controller::status), not the reconcile's.
     ]);
     let (reader, mut writer) = reflector::store();
     writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(t.clone()));
@@ -208,7 +207,7 @@ async fn the_target_reconcile_asks_the_hub_and_reports_an_agent_that_is_not_conn
         targets: reader,
         configs: reflector::store().0,
     };
-    let delivery = Delivery { tracker: std::sync::Mutex::new(crate::tracker::Tracker::new(vec![7; 32])), engine };
+    let (delivery, _marks) = Delivery::new(crate::tracker::Tracker::new(vec![7; 32]), engine);
     let ctx = Arc::new(Context::new(client, stores, None).with_delivery(delivery));
     crate::controller::target::reconcile(Arc::new(t), ctx).await.unwrap();
     let bodies = api.await.unwrap();
