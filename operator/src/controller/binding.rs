@@ -47,9 +47,13 @@ pub async fn reconcile(binding: Arc<VRouterBinding>, ctx: Arc<Context>) -> Resul
     let api: Api<VRouterConfig> = Api::namespaced(ctx.client.clone(), &ns);
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     // A fleet's configs are written WRITES_IN_FLIGHT at a time, not one after another.
+    // Configs this process just wrote that the store has not caught up with are not written
+    // again (a reconcile triggered by the first of its own writes sees the rest still pending).
+    let write: Vec<&VRouterConfig> =
+        p.write.iter().filter(|c| !just_written(&ctx, &ns, c, configs.get(&c.name_any()))).collect();
     // (By index: a closure over `&VRouterConfig` makes the reconcile's future not `Send`.)
-    let written: Vec<Result<(), Error>> = futures::stream::iter(0..p.write.len())
-        .map(|i| write_config(&api, &ssa, &p.write[i]))
+    let written: Vec<Result<(), Error>> = futures::stream::iter(0..write.len())
+        .map(|i| write_config(&ctx, &api, &ssa, write[i]))
         .buffer_unordered(WRITES_IN_FLIGHT)
         .collect()
         .await;
@@ -101,9 +105,38 @@ pub async fn reconcile(binding: Arc<VRouterBinding>, ctx: Arc<Context>) -> Resul
 /// Generated configs written at once by one binding's reconcile.
 const WRITES_IN_FLIGHT: usize = 16;
 
+/// A hash of a config's spec (its JSON form).
+fn spec_hash(spec: &crate::crd::VRouterConfigSpec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(spec).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
+/// Whether `c` is what this process last wrote to that config, and the store's copy (`stored`)
+/// is older than that write (resource versions compared as etcd revisions; an unparsable one is
+/// never taken as older).
+fn just_written(ctx: &Context, ns: &str, c: &VRouterConfig, stored: Option<&VRouterConfig>) -> bool {
+    let Ok(written) = ctx.written_configs.lock() else { return false };
+    let Some((rv, spec)) = written.get(&format!("{ns}/{}", c.name_any())) else { return false };
+    let revision = |v: &str| v.parse::<u64>().ok();
+    let stored_rv = stored.and_then(|s| s.metadata.resource_version.as_deref()).map_or(Some(0), revision);
+    *spec == spec_hash(&c.spec) && matches!((stored_rv, revision(rv)), (Some(s), Some(w)) if s < w)
+}
+
 /// Writes one generated config (server-side apply), and removes fields another manager added.
-async fn write_config(api: &Api<VRouterConfig>, ssa: &PatchParams, c: &VRouterConfig) -> Result<(), Error> {
+async fn write_config(
+    ctx: &Context,
+    api: &Api<VRouterConfig>,
+    ssa: &PatchParams,
+    c: &VRouterConfig,
+) -> Result<(), Error> {
     let live = api.patch(&c.name_any(), ssa, &Patch::Apply(c)).await.map_err(Error::kube("apply VRouterConfig"))?;
+    if let (Some(ns), Some(rv), Ok(mut written)) =
+        (live.namespace(), live.metadata.resource_version.clone(), ctx.written_configs.lock())
+    {
+        written.insert(format!("{ns}/{}", live.name_any()), (rv, spec_hash(&live.spec)));
+    }
     if live.spec != c.spec {
         // A field another manager added (a hand edit) survives server-side apply: remove it.
         let (l, o) = (serde_json::to_value(&live.spec), serde_json::to_value(&c.spec));

@@ -132,6 +132,9 @@ pub struct Context {
     /// Reconcile counts and errors are recorded here.
     pub metrics: crate::metrics::Metrics,
     failures: Mutex<HashMap<String, u32>>,
+    /// Generated configs this process wrote: `ns/name` → (resourceVersion returned, hash of the
+    /// spec written).
+    pub(crate) written_configs: Mutex<HashMap<String, (String, u64)>>,
 }
 
 impl Context {
@@ -144,6 +147,7 @@ impl Context {
             delivery: None,
             metrics: crate::metrics::Metrics::new(),
             failures: Mutex::default(),
+            written_configs: Mutex::default(),
         }
     }
 
@@ -292,8 +296,13 @@ pub async fn run_bindings(
             futures::stream::iter(binding::target_referrers(&b3, t.namespace(), &t.name_any()))
         });
     // Owned configs: their owner (status changes count: the binding counts applied configs).
-    let configs = UnboundedReceiverStream::new(configs).filter_map(|c| {
-        let c = c.object();
+    let owners = ctx.clone();
+    let configs = UnboundedReceiverStream::new(configs).filter_map(move |change| {
+        if let (Change::Deleted(c), Ok(mut written)) = (&change, owners.written_configs.lock()) {
+            // Deleted since this process wrote it: the binding must write it again.
+            written.remove(&key_of(c.as_ref()));
+        }
+        let c = change.object();
         let owner = c
             .owner_references()
             .iter()
@@ -330,6 +339,30 @@ pub async fn run_targets(
         .reconcile_on(UnboundedReceiverStream::new(triggers))
         .graceful_shutdown_on(async move { shutdown.cancelled().await });
     drive(controller, target::reconcile, "target", ctx).await;
+}
+
+/// Lets go of the routers of deleted targets until `shutdown`: nothing more is delivered to them
+/// and their tracked status is forgotten (their applied-record ConfigMaps are garbage-collected
+/// with the target).
+pub async fn let_go_of_deleted(ctx: Arc<Context>, mut targets: Feed<VRouterTarget>, shutdown: CancellationToken) {
+    let Some(delivery) = ctx.delivery.as_ref() else { return };
+    loop {
+        let change = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            c = targets.recv() => match c { None => return, Some(c) => c },
+        };
+        let Change::Deleted(t) = change else { continue };
+        let (Some(ns), name) = (t.namespace(), t.name_any()) else { continue };
+        if let Ok(id) = vrouter_proto::RouterId::new(ns.clone(), name.clone()) {
+            delivery.engine.set_desired(&id, None);
+        }
+        if let Ok(mut tracker) = delivery.tracker.lock() {
+            let gone = crate::tracker::key(&ns, &name);
+            tracker.retain(|k| *k != gone, |_| true);
+        }
+        // The status writer forgets it at its next flush (the target is not in the store).
+        delivery.marks.mark(&ns, &name);
+    }
 }
 
 /// Feeds delivery and agent events into the tracker and marks the target for the status
@@ -437,6 +470,7 @@ pub async fn run(
         ),
         run_targets(ctx.clone(), rx, feeds.configs_for_targets, concurrency, shutdown.clone()),
         status::run(ctx.clone(), marks, shutdown.clone()),
+        let_go_of_deleted(ctx.clone(), feeds.targets_for_delivery, shutdown.clone()),
         pump_events(ctx, deliveries, hub_events, tx, shutdown),
     );
 }

@@ -62,6 +62,8 @@ pub struct Feeds {
     pub params: Feed<VRouterParams>,
     /// Targets, for the binding controller.
     pub targets: Feed<VRouterTarget>,
+    /// Targets, for delivery (a deleted target's router is let go).
+    pub targets_for_delivery: Feed<VRouterTarget>,
     /// Configs, for the binding controller (their owner).
     pub configs_for_bindings: Feed<VRouterConfig>,
     /// Configs, for the target controller (their target).
@@ -73,15 +75,16 @@ pub fn stores(client: &Client, shutdown: &CancellationToken) -> (Stores, Feeds) 
     let (t_tx, templates) = mpsc::unbounded_channel();
     let (p_tx, params) = mpsc::unbounded_channel();
     let (g_tx, targets) = mpsc::unbounded_channel();
+    let (gd_tx, targets_for_delivery) = mpsc::unbounded_channel();
     let (cb_tx, configs_for_bindings) = mpsc::unbounded_channel();
     let (ct_tx, configs_for_targets) = mpsc::unbounded_channel();
     let stores = Stores {
         templates: reflect(client, shutdown, vec![t_tx]),
         params: reflect(client, shutdown, vec![p_tx]),
-        targets: reflect(client, shutdown, vec![g_tx]),
+        targets: reflect(client, shutdown, vec![g_tx, gd_tx]),
         configs: reflect(client, shutdown, vec![cb_tx, ct_tx]),
     };
-    (stores, Feeds { templates, params, targets, configs_for_bindings, configs_for_targets })
+    (stores, Feeds { templates, params, targets, targets_for_delivery, configs_for_bindings, configs_for_targets })
 }
 
 /// Starts a reflector for `K` (all namespaces); every change it applies is then sent to
