@@ -13,7 +13,9 @@ use vrouter_operator::http::Readiness;
 use vrouter_operator::hub::{AgentServer, Hub, HubConfig, ServerConfig};
 use vrouter_operator::leader::{Elector, LeaseConfig};
 use vrouter_operator::metrics::Metrics;
-use vrouter_operator::pki::{DirStore, LostCa, Pki, PkiConfig, PkiError, PkiStore, SecretStore, lost_ca};
+use vrouter_operator::pki::{
+    BucketedStore, DirStore, LostCa, Pki, PkiConfig, PkiError, PkiStore, SecretStore, buckets, lost_ca,
+};
 use vrouter_proto::RouterId;
 
 // Reconcile passes build and drop many small strings and trees; with glibc's allocator half of
@@ -345,7 +347,15 @@ fn pki_store(args: &PkiArgs, client: Option<&kube::Client>) -> Result<Arc<dyn Pk
     };
     let namespace = args.pki_namespace.as_deref().context("--pki-secret needs --pki-namespace (or POD_NAMESPACE)")?;
     let client = client.context("--pki-secret needs the Kubernetes API")?;
-    Ok(Arc::new(SecretStore::new(client.clone(), namespace, name)?))
+    // Router and token records in bucket Secrets beside it (pki/buckets.rs).
+    let main: Arc<dyn PkiStore> = Arc::new(SecretStore::new(client.clone(), namespace, name)?);
+    let buckets = (0..buckets::BUCKETS)
+        .map(|i| {
+            Ok(Arc::new(SecretStore::new(client.clone(), namespace, &buckets::bucket_name(name, i))?)
+                as Arc<dyn PkiStore>)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(BucketedStore::new(main, buckets)?))
 }
 
 /// Opens the PKI. With the PKI in a Secret that holds no CA, the cluster's VRouterTargets are

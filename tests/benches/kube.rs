@@ -582,24 +582,34 @@ fn gave_up(n: usize, rows: Vec<Row>, mut notes: Vec<String>, why: String) -> Res
     Results { rows, notes, ..Results::default() }
 }
 
-/// The PKI Secret's data in bytes (keys and decoded values, as the operator counts them against
-/// its limit), if it exists.
-fn secret_bytes(cluster: &Cluster) -> Option<usize> {
-    let r = cluster.kubectl(&["-n", PKI_NAMESPACE, "get", "secret", PKI_SECRET, "-o", "json"], None);
-    let secret: serde_json::Value = serde_json::from_str(&r.stdout).ok()?;
-    let data = secret["data"].as_object()?;
-    Some(
-        data.iter()
-            .map(|(k, v)| {
-                let b64 = v.as_str().unwrap_or_default();
-                k.len() + b64.len() / 4 * 3 - b64.bytes().rev().take_while(|&c| c == b'=').count()
-            })
-            .sum(),
-    )
+/// The PKI Secrets' data in bytes (keys and decoded values, as the operator counts them against
+/// its limit): the main Secret's, and each bucket Secret's that exists.
+fn secret_bytes(cluster: &Cluster) -> Option<(usize, Vec<usize>)> {
+    let r = cluster.kubectl(&["-n", PKI_NAMESPACE, "get", "secrets", "-o", "json"], None);
+    let list: serde_json::Value = serde_json::from_str(&r.stdout).ok()?;
+    let size = |secret: &serde_json::Value| -> usize {
+        secret["data"].as_object().map_or(0, |data| {
+            data.iter()
+                .map(|(k, v)| {
+                    let b64 = v.as_str().unwrap_or_default();
+                    k.len() + b64.len() / 4 * 3 - b64.bytes().rev().take_while(|&c| c == b'=').count()
+                })
+                .sum()
+        })
+    };
+    let items = list["items"].as_array()?;
+    let main = items.iter().find(|s| s["metadata"]["name"] == PKI_SECRET).map(size)?;
+    let buckets = (0..vrouter_operator::pki::buckets::BUCKETS)
+        .filter_map(|i| {
+            let name = vrouter_operator::pki::buckets::bucket_name(PKI_SECRET, i);
+            items.iter().find(|s| s["metadata"]["name"] == name.as_str()).map(size)
+        })
+        .collect();
+    Some((main, buckets))
 }
 
 /// The operator's limit on the PKI Secret's data (`pki::secret::MAX_SECRET_DATA`).
-const MAX_SECRET_DATA: usize = 1_000_000;
+const MAX_SECRET_DATA: usize = vrouter_operator::pki::secret::MAX_SECRET_DATA;
 
 async fn run_size(n: usize, pki: PkiMode) -> Results {
     raise_fd_limit();
@@ -660,7 +670,14 @@ async fn run_size(n: usize, pki: PkiMode) -> Results {
     std::fs::write(&ca_file, ca).unwrap();
     let pki_where = match mode {
         PkiMode::Secret => {
-            format!("Secret, {} bytes of data", secret_bytes(&cluster).map_or("-".into(), |b| b.to_string()))
+            format!(
+                "Secret, {} bytes of data",
+                secret_bytes(&cluster).map_or("-".into(), |(m, b)| format!(
+                    "{} + {} in buckets",
+                    m,
+                    b.iter().sum::<usize>()
+                ))
+            )
         }
         PkiMode::Dir => "state directory".into(),
     };
@@ -736,18 +753,25 @@ async fn run_size(n: usize, pki: PkiMode) -> Results {
     if let Err(e) =
         watch.wait(n, "every target's status to show its desired revision applied", converged, context).await
     {
-        let pki = secret_bytes(&cluster).map(|b| format!(" (the PKI Secret holds {b} bytes of data)"));
+        let pki = secret_bytes(&cluster)
+            .map(|(m, b)| format!(" (the PKI Secrets hold {m} + {} bytes of data)", b.iter().sum::<usize>()));
         return gave_up(n, rows, notes, format!("first convergence: {e}{}", pki.unwrap_or_default()));
     }
     let first = start.elapsed();
     let first_requests = delta(&before_first, &scrape(&cluster));
     eprintln!("{n}: first convergence in {}", fmt(first));
     if mode == PkiMode::Secret
-        && let Some(b) = secret_bytes(&cluster)
+        && let Some((main, buckets)) = secret_bytes(&cluster)
     {
+        let records: usize = buckets.iter().sum();
+        let largest = buckets.iter().copied().max().unwrap_or(0);
+        let per_router = (records / n).max(1);
         rows.push(row(
-            &format!("PKI Secret data with {n} routers enrolled (the operator's limit: {MAX_SECRET_DATA} bytes)"),
-            format!("{b} bytes ({} per router: full at ≈ {} routers)", b / n, MAX_SECRET_DATA / (b / n).max(1)),
+            &format!("PKI Secrets' data with {n} routers enrolled: main / records in {} bucket Secrets (largest)", buckets.len()),
+            format!(
+                "{main} / {records} bytes ({largest}); {per_router} per router: the fullest bucket at its {MAX_SECRET_DATA}-byte limit at ≈ {} routers",
+                MAX_SECRET_DATA * n / largest.max(1)
+            ),
             String::new(),
             None,
         ));

@@ -63,13 +63,7 @@ pub async fn flush(ctx: &Context, target_key: &Key, written: &Mutex<Written>) ->
         }
         return Ok(());
     };
-    let configs: Vec<Arc<VRouterConfig>> = ctx
-        .stores
-        .configs
-        .state()
-        .into_iter()
-        .filter(|c| c.spec.target_ref.name == *name && c.namespace().as_deref() == Some(ns))
-        .collect();
+    let configs: Vec<Arc<VRouterConfig>> = ctx.stores.configs_of(ns, name);
     // What to write: the tracker's statuses that differ from the written (or stored) ones.
     let (target_status, config_statuses) = {
         let tracker = delivery.tracker.lock().map_err(|_| Error::Poisoned)?;
@@ -91,8 +85,10 @@ pub async fn flush(ctx: &Context, target_key: &Key, written: &Mutex<Written>) ->
             .collect();
         (ts.cloned(), cs)
     };
+    // The target's and its configs' writes go out together (one round trip, not one per object).
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
-    if let Some(s) = target_status {
+    let target_write = async {
+        let Some(s) = target_status else { return Ok(()) };
         let body = json!({"apiVersion": API_VERSION, "kind": "VRouterTarget", "status": s});
         Api::<VRouterTarget>::namespaced(ctx.client.clone(), ns)
             .patch_status(name, &ssa, &Patch::Apply(body))
@@ -101,21 +97,27 @@ pub async fn flush(ctx: &Context, target_key: &Key, written: &Mutex<Written>) ->
         if let Ok(mut w) = written.lock() {
             w.0.entry(target_key.clone()).or_default().0 = Some(s);
         }
-    }
+        Ok(())
+    };
     let capi: Api<VRouterConfig> = Api::namespaced(ctx.client.clone(), ns);
-    for (cname, s) in config_statuses {
-        let body = json!({"apiVersion": API_VERSION, "kind": "VRouterConfig", "status": s});
-        match capi.patch_status(&cname, &ssa, &Patch::Apply(body)).await {
-            Ok(_) => {}
-            // Deleted since the store saw it (its binding let go of the target).
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(Error::kube("write VRouterConfig status")(e)),
+    let config_writes = futures::future::try_join_all(config_statuses.into_iter().map(|(cname, s)| {
+        let (capi, ssa) = (&capi, &ssa);
+        async move {
+            let body = json!({"apiVersion": API_VERSION, "kind": "VRouterConfig", "status": s});
+            match capi.patch_status(&cname, ssa, &Patch::Apply(body)).await {
+                Ok(_) => {}
+                // Deleted since the store saw it (its binding let go of the target).
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(Error::kube("write VRouterConfig status")(e)),
+            }
+            if let Ok(mut w) = written.lock() {
+                w.0.entry(target_key.clone()).or_default().1.insert(cname, s);
+            }
+            Ok(())
         }
-        if let Ok(mut w) = written.lock() {
-            w.0.entry(target_key.clone()).or_default().1.insert(cname, s);
-        }
-    }
-    Ok(())
+    }));
+    let (t, c) = futures::join!(target_write, config_writes);
+    t.and(c.map(drop))
 }
 
 /// Writes marked targets' statuses until `shutdown` (the leader's term: a new term starts from

@@ -35,14 +35,7 @@ pub async fn reconcile(target: Arc<VRouterTarget>, ctx: Arc<Context>) -> Result<
     let enrolled = super::enroll::reconcile(&target, &ctx).await;
     let running = super::running::reconcile(&target, &ctx).await;
     // The store's objects are shared, not copied: a fleet's configs are many.
-    let mut mine: Vec<Arc<VRouterConfig>> = ctx
-        .stores
-        .configs
-        .state()
-        .into_iter()
-        .filter(|c| c.spec.target_ref.name == name && c.namespace().as_deref() == Some(ns.as_str()))
-        .collect();
-    mine.sort_by_key(|c| c.name_any());
+    let mine: Vec<Arc<VRouterConfig>> = ctx.stores.configs_of(&ns, &name);
     let mine: Vec<&VRouterConfig> = mine.iter().map(|c| c.as_ref()).collect();
 
     // Secrets the configs refer to, read one by one.

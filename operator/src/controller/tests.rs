@@ -104,12 +104,12 @@ fn binding(targets: &[&str]) -> VRouterBinding {
 }
 
 fn ctx(client: Client, configs: Vec<VRouterConfig>) -> Arc<Context> {
-    let stores = Stores {
-        templates: store_of(vec![template()]),
-        params: store_of(vec![]),
-        targets: store_of(vec![target("r1"), target("r2")]),
-        configs: store_of(configs),
-    };
+    let stores = Stores::new(
+        store_of(vec![template()]),
+        store_of(vec![]),
+        store_of(vec![target("r1"), target("r2")]),
+        store_of(configs),
+    );
     Arc::new(Context::new(client, stores, None))
 }
 
@@ -249,12 +249,7 @@ async fn delivery_ctx(client: Client, configs: Vec<VRouterConfig>, dir: &std::pa
         crate::delivery::EngineConfig::default(),
         tokio_util::sync::CancellationToken::new(),
     );
-    let stores = Stores {
-        templates: store_of(vec![]),
-        params: store_of(vec![]),
-        targets: store_of(vec![target("r1")]),
-        configs: store_of(configs),
-    };
+    let stores = Stores::new(store_of(vec![]), store_of(vec![]), store_of(vec![target("r1")]), store_of(configs));
     let (delivery, _marks) = Delivery::new(crate::tracker::Tracker::new(vec![7; 32]), engine);
     Arc::new(Context::new(client, stores, None).with_delivery(delivery))
 }

@@ -12,6 +12,7 @@
 //!   short-lived, and carry the identity as a URI SAN. The PKI remembers which serials it issued
 //!   to which identity: revoking an identity (its target was removed) refuses its certificates.
 
+pub mod buckets;
 pub mod lost_ca;
 pub mod secret;
 pub mod store;
@@ -30,6 +31,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use vrouter_proto::RouterId;
 
+pub use buckets::BucketedStore;
 pub use lost_ca::LostCa;
 pub use secret::SecretStore;
 pub use store::{DirStore, PkiStore, REVISION_KEY, StoreError, revision_key};
@@ -70,8 +72,8 @@ pub struct PkiConfig {
     /// targets that show an enrolled router ([`lost_ca::enrolled_targets`]). With none stored, a
     /// new CA is refused while this is not empty, unless `allow_new_ca`.
     pub enrolled_elsewhere: Vec<String>,
-    /// Create a new CA even though `enrolled_elsewhere` shows enrolled routers (a deliberate
-    /// fresh start: every router must re-enroll).
+    /// Create a new CA even though `enrolled_elsewhere` or the store's own records show enrolled
+    /// routers (a deliberate fresh start: every router must re-enroll).
     pub allow_new_ca: bool,
 }
 
@@ -304,8 +306,15 @@ impl Pki {
         let (ca_pem, issuer) = match load_ca(s).await? {
             Some(ca) => ca,
             None => {
-                refuse_lost_ca(s).await?;
+                // The targets' evidence first: its refusal says what to do, and is published
+                // as an Event (the records may outlive the CA: they live in bucket Secrets).
                 refuse_lost_store(s, &config)?;
+                if config.allow_new_ca {
+                    tracing::warn!(store = %s.describe(), "creating a new CA (--allow-new-ca): records of routers \
+                        enrolled with the old one are stale until each re-enrolls");
+                } else {
+                    refuse_lost_ca(s).await?;
+                }
                 let (cert_pem, key_pem, issuer) = create_ca(&config)?;
                 // Both or neither, and only if absent: another replica starting at the same
                 // time may win, and then its CA is the one.
@@ -389,7 +398,7 @@ impl Pki {
                         outcome = Some(Ok(r));
                         match next {
                             Some(n) => Ok(Some(
-                                serde_json::to_vec_pretty(&n)
+                                serde_json::to_vec(&n)
                                     .map_err(|e| StoreError { item: item.to_owned(), message: e.to_string() })?,
                             )),
                             None => Ok(None),
@@ -460,7 +469,7 @@ impl Pki {
             used_at: None,
             key_hash: None,
         };
-        let data = serde_json::to_vec_pretty(&record).map_err(|e| corrupt(self.store.as_ref(), e.to_string()))?;
+        let data = serde_json::to_vec(&record).map_err(|e| corrupt(self.store.as_ref(), e.to_string()))?;
         self.store.save(&token_item(&sha256_hex(token.as_bytes())), &data).await?;
         Ok(token)
     }
@@ -503,8 +512,8 @@ impl Pki {
             enrolled_at: at,
             renewed_at: None,
         };
-        let data = serde_json::to_vec_pretty(&record)
-            .map_err(|e| EnrollError::Pki(corrupt(self.store.as_ref(), e.to_string())))?;
+        let data =
+            serde_json::to_vec(&record).map_err(|e| EnrollError::Pki(corrupt(self.store.as_ref(), e.to_string())))?;
         self.store.save(&router_item(&requested), &data).await.map_err(|e| EnrollError::Pki(e.into()))?;
         self.cache_router(&requested, Some(record));
         Ok(issued)

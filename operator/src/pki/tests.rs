@@ -276,6 +276,25 @@ async fn an_allowed_new_ca_is_created_despite_enrolled_targets() {
 }
 
 #[tokio::test]
+async fn records_without_their_ca_are_refused_unless_a_new_ca_is_allowed() {
+    // The CA's Secret deleted, the records' bucket Secrets kept: the store shows the routers.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = DirStore::new(tmp.path()).unwrap();
+    store.save("router-edge_r1", b"{}").await.unwrap();
+    let err = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), with_evidence(&[], false)).await.err().unwrap();
+    assert!(err.to_string().contains("router-edge_r1"), "{err}");
+    assert!(!tmp.path().join(CA_CERT).exists(), "a new CA was written");
+    // Both kinds of evidence: the targets' refusal (the one published as an Event) is the answer.
+    let err = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), with_evidence(&["edge/r1"], false))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, PkiError::LostCa(_)), "{err}");
+    let p = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), with_evidence(&["edge/r1"], true)).await.unwrap();
+    assert_eq!(std::fs::read_to_string(tmp.path().join(CA_CERT)).unwrap(), p.ca_pem());
+}
+
+#[tokio::test]
 async fn a_first_start_without_evidence_creates_the_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let p = Pki::open(Arc::new(DirStore::new(tmp.path()).unwrap()), with_evidence(&[], false)).await.unwrap();

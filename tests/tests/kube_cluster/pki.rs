@@ -6,7 +6,8 @@ use vrouter_tests::cluster::{eventually, wait_ready};
 
 use super::{NAMES, QuickStart, SYSTEM};
 
-/// The PKI Secret deleted while routers are enrolled: the operator refuses to create a new CA
+/// The PKI Secret (its CA) deleted while routers are enrolled, their records kept in the bucket
+/// Secrets: the operator refuses to create a new CA
 /// (exit non-zero, nothing written, a `PKISecretLost` Warning Event on its pod saying what to
 /// do); the Secret restored from a backup, the operator starts with the same CA and every router
 /// reconnects with its certificate, nothing re-enrolled and nothing committed again.
@@ -23,6 +24,19 @@ async fn a_lost_pki_secret_is_refused_and_a_restored_one_keeps_every_router() {
     for field in ["resourceVersion", "uid", "creationTimestamp", "managedFields"] {
         meta.remove(field);
     }
+    // The routers' records are in the bucket Secrets beside it (pki/buckets.rs), not in it.
+    let keys: Vec<&String> = backup["data"].as_object().unwrap().keys().collect();
+    assert!(keys.iter().any(|k| *k == "ca.crt") && !keys.iter().any(|k| k.starts_with("router-")), "{keys:?}");
+    let all = run.cluster.get_json(&["-n", SYSTEM, "get", "secrets"]);
+    let records: usize = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(&format!("{secret}-"))))
+        .flat_map(|s| s["data"].as_object().into_iter().flat_map(|d| d.keys()))
+        .filter(|k| k.starts_with("router-"))
+        .count();
+    assert_eq!(records, NAMES.len(), "one record per router in the buckets: {all}");
     let commits_before: Vec<_> = NAMES.iter().map(|n| run.routers.commits(n)).collect();
 
     // Lost: the operator stops, the Secret is deleted, the operator starts again.

@@ -253,12 +253,8 @@ async fn the_target_reconcile_serves_the_request_with_the_hubs_pki_and_guest_end
         }
         reader
     };
-    let stores = Stores {
-        templates: reflector::store().0,
-        params: reflector::store().0,
-        targets: store_of(vec![t.clone()]),
-        configs: reflector::store().0,
-    };
+    let stores =
+        Stores::new(reflector::store().0, reflector::store().0, store_of(vec![t.clone()]), reflector::store().0);
     let (delivery, _marks) = Delivery::new(crate::tracker::Tracker::new(vec![7; 32]), engine);
     let ctx = Arc::new(Context::new(client, stores, None).with_delivery(delivery));
     crate::controller::target::reconcile(Arc::new(t), ctx).await.unwrap();

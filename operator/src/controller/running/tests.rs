@@ -201,12 +201,7 @@ async fn the_target_reconcile_asks_the_hub_and_reports_an_agent_that_is_not_conn
     ]);
     let (reader, mut writer) = reflector::store();
     writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(t.clone()));
-    let stores = Stores {
-        templates: reflector::store().0,
-        params: reflector::store().0,
-        targets: reader,
-        configs: reflector::store().0,
-    };
+    let stores = Stores::new(reflector::store().0, reflector::store().0, reader, reflector::store().0);
     let (delivery, _marks) = Delivery::new(crate::tracker::Tracker::new(vec![7; 32]), engine);
     let ctx = Arc::new(Context::new(client, stores, None).with_delivery(delivery));
     crate::controller::target::reconcile(Arc::new(t), ctx).await.unwrap();
