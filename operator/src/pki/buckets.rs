@@ -6,7 +6,7 @@
 //! per router of the 1 MB a Secret holds). The CA, the server certificate and the other
 //! singletons stay in the main store; `router-*` and `token-*` items go to one of [`BUCKETS`]
 //! stores chosen by a stable hash of the item's name, so an enrollment rewrites about 1/64 of
-//! the records, and 64 Secrets hold about 150,000 routers.
+//! the records, and 64 Secrets hold about 120,000 routers.
 //!
 //! Upgrade: records written before the buckets existed stay readable in the main store; an
 //! update moves one into its bucket, a delete removes it from both. Nothing re-enrolls.
