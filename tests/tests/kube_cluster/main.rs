@@ -12,6 +12,7 @@ use vrouter_tests::cluster::{Cluster, eventually, repo_root};
 mod api_faults;
 mod leader;
 mod pki;
+mod throttle;
 
 const IGNORE: &str = "needs VROUTER_KUBE_BIN=<dir with etcd, kube-apiserver, kube-controller-manager> at build time";
 
