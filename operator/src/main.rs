@@ -381,7 +381,9 @@ async fn open_pki_in(args: &PkiArgs, store: Arc<dyn PkiStore>, client: Option<&k
 /// Opens the PKI of a command other than `run` (`serve`, `token`, `tokens`, `ca`).
 async fn open_pki(args: &PkiArgs) -> Result<Arc<Pki>> {
     let client = match args.pki_secret {
-        Some(_) => Some(kube::Client::try_default().await.context("cannot reach the Kubernetes API")?),
+        Some(_) => {
+            Some(vrouter_operator::controller::client::client().await.context("cannot reach the Kubernetes API")?)
+        }
         None => None,
     };
     open_pki_in(args, pki_store(args, client.as_ref())?, client.as_ref()).await
@@ -474,7 +476,7 @@ async fn run_in_cluster(
     webhook: WebhookArgs,
     qga: QgaArgs,
 ) -> Result<()> {
-    let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
+    let client = vrouter_operator::controller::client::client().await.context("cannot reach the Kubernetes API")?;
     let qga = qga.options()?;
     if qga.as_ref().is_some_and(|q| q.endpoint.is_none()) {
         bail!("--qga in a cluster needs --guest-endpoint (the agent endpoint as router VMs reach it)");

@@ -13,6 +13,7 @@
 //! concurrency is bounded.
 
 pub mod binding;
+pub mod client;
 pub mod enroll;
 pub mod failure;
 pub mod request;

@@ -10,8 +10,10 @@ use std::path::PathBuf;
 use vrouter_tests::cluster::{Cluster, eventually, repo_root};
 
 mod api_faults;
+mod conflict;
 mod leader;
 mod pki;
+mod slow_webhook;
 mod throttle;
 
 const IGNORE: &str = "needs VROUTER_KUBE_BIN=<dir with etcd, kube-apiserver, kube-controller-manager> at build time";
