@@ -235,17 +235,21 @@ impl Applier {
             Ok(c) => c.tree,
             Err(e) => return fail(request, FailureKind::InvalidConfig, format!("desired configuration: {e}"), started),
         };
-        let previous = if !request.previous_config.is_empty() {
-            match Config::parse(&request.previous_config) {
+        // The router's own record is the truth of what it last applied (whoever delivered it);
+        // the operator's copy only stands in when this agent has none (its state was lost, or
+        // the router was configured without an agent before).
+        let own = (record.revision.is_some() && !record.desired_config.is_empty())
+            .then(|| Config::parse(&record.desired_config).ok().map(|c| c.tree))
+            .flatten();
+        let previous = match own {
+            Some(tree) => Some(tree),
+            None if !request.previous_config.is_empty() => match Config::parse(&request.previous_config) {
                 Ok(c) => Some(c.tree),
                 Err(e) => {
                     return fail(request, FailureKind::InvalidConfig, format!("previous configuration: {e}"), started);
                 }
-            }
-        } else if record.revision.is_some() && !record.desired_config.is_empty() {
-            Config::parse(&record.desired_config).ok().map(|c| c.tree)
-        } else {
-            None
+            },
+            None => None,
         };
         let deletions = match parse_deletions(&request.deletions) {
             Ok(d) => d,

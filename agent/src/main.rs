@@ -62,8 +62,8 @@ enum Cmd {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
-        /// The configuration the operator last applied (Merge removals are computed from it;
-        /// default: the agent's own record).
+        /// The configuration the operator last applied: Merge removals are computed from it
+        /// only when the agent has no record of its own (its record is the truth on the router).
         #[arg(long, requires = "previous_revision")]
         previous: Option<PathBuf>,
         /// The revision id of `--previous`.

@@ -213,7 +213,7 @@ pub(crate) async fn run(mut cx: Context<'_>) -> SessionEnd {
                         }
                     }
                     controller_message::Msg::GetRunningConfig(req) => {
-                        let backend = cx.backend.clone();
+                        let (backend, applier) = (cx.backend.clone(), cx.applier.clone());
                         let outbox = cx.outbox_tx.clone();
                         tokio::spawn(async move {
                             let rc = match backend.running().await {
@@ -222,6 +222,8 @@ pub(crate) async fn run(mut cx: Context<'_>) -> SessionEnd {
                                     config: render_config(&t, RenderOptions::default()),
                                     digest: digest(&t).to_string(),
                                     error: String::new(),
+                                    // What the next Merge removes paths of (the plugin's diff).
+                                    applied_config: applier.record().desired_config,
                                 },
                                 Err(e) => RunningConfig { request_id: req.request_id, error: e.to_string(), ..Default::default() },
                             };

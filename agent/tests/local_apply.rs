@@ -57,3 +57,28 @@ fn bad_files_and_refused_commits_exit_non_zero() {
     let out = agent(dir.path(), &["apply", file.to_str().unwrap(), "--policy", "sideways"]);
     assert!(!out.status.success());
 }
+
+/// The agent's own record decides Merge removals; the operator's `--previous` only stands in
+/// when there is none (a stale copy from the operator must not hide what left the desired state).
+#[test]
+fn the_agents_record_wins_over_a_stale_previous() {
+    let dir = setup();
+    let first = dir.path().join("first.boot");
+    std::fs::write(&first, "service {\n    ssh {\n        port \"22\"\n    }\n}\nsystem {\n    host-name \"r1\"\n}\n")
+        .unwrap();
+    let out = agent(dir.path(), &["apply", first.to_str().unwrap(), "--revision", "r-1", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The operator's copy predates r-1: it knows nothing of ssh.
+    let stale = dir.path().join("stale.boot");
+    std::fs::write(&stale, "system {\n    host-name \"r1\"\n}\n").unwrap();
+    let second = dir.path().join("second.boot");
+    std::fs::write(&second, "system {\n    host-name \"r1\"\n}\n").unwrap();
+    let args = ["apply", second.to_str().unwrap(), "--revision", "r-2", "--previous", stale.to_str().unwrap()];
+    let out = agent(dir.path(), &[&args[..], &["--previous-revision", "r-0", "--dry-run", "--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["commands"].as_array().unwrap().iter().any(|c| c.as_str().is_some_and(|c| c.starts_with("delete service"))),
+        "{v}"
+    );
+}

@@ -139,6 +139,31 @@ pub fn plan_diff(
     let id = format!("{}/{}", rendered.namespace, rendered.target);
     let status = target.status.as_ref();
     let agent = status.and_then(|s| s.agent.as_ref());
+    // The previous revision Merge removes paths of, as the agent will choose it: its own record
+    // (carried by the live answer), else the operator's record, else — the operator keeps no
+    // record of what an agent applied — the rendered configuration when the target reports
+    // that very revision applied.
+    let from_agent = live.and_then(|l| {
+        let config = l.applied_config.clone()?;
+        Some(AppliedRecord { revision: l.revision.clone().unwrap_or_default(), config, at: 0 })
+    });
+    let reported = status.and_then(|s| s.applied_revision.as_ref());
+    // The rendered revision is the reported one; with secrets its id is not known here, and
+    // the operator's word that its desired revision is applied stands in.
+    let is_applied = match &rendered.revision {
+        Some(r) => reported == Some(r),
+        None => reported.is_some() && status.and_then(|s| s.desired_revision.as_ref()) == reported,
+    };
+    let from_rendered = match (reported, &rendered.config) {
+        (Some(r), Some(config)) if is_applied => Some(AppliedRecord {
+            revision: r.clone(),
+            config: config.clone(),
+            at: status.and_then(|s| s.last_applied_time.as_ref()).map_or(0, |t| t.0.as_second()),
+        }),
+        _ => None,
+    };
+    let rerendered = from_agent.is_none() && record.is_none() && from_rendered.is_some();
+    let record = from_agent.as_ref().or(record).or(from_rendered.as_ref());
     let mut out = Diff {
         namespace: rendered.namespace.clone(),
         target: rendered.target.clone(),
@@ -160,6 +185,9 @@ pub fn plan_diff(
     };
     out.baseline = match (live, record) {
         (Some(l), _) => format!("the running configuration fetched at {} (digest {})", l.fetched_at, l.digest),
+        (None, Some(r)) if rerendered => {
+            format!("the last applied revision {} (rendered again from the current sources)", r.revision)
+        }
         (None, Some(r)) => format!("the last applied revision {}", r.revision),
         (None, None) => "an empty configuration (no applied revision recorded)".to_owned(),
     };
@@ -174,7 +202,12 @@ pub fn plan_diff(
     };
     let desired = parse(config, &format!("{id}: desired config"))?;
     let previous = match record {
-        Some(r) => Some(parse(&r.config, &format!("{id}: applied revision {}", r.revision))?),
+        Some(r) => {
+            let mut t = parse(&r.config, &format!("{id}: applied revision {}", r.revision))?;
+            // The agent's record holds secret values, as applied.
+            mask_secrets(&mut t, &desired);
+            Some(t)
+        }
         None => None,
     };
     let running = match live {

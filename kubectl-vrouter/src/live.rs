@@ -5,7 +5,8 @@
 
 use vrouter_operator::controller::request::secret_value;
 use vrouter_operator::controller::running::{
-    ANNOTATION_RUNNING_REQUEST, KEY_CONFIG, KEY_DIGEST, KEY_ERROR, KEY_FETCHED_AT, KEY_REVISION, secret_name,
+    ANNOTATION_RUNNING_REQUEST, KEY_APPLIED_CONFIG, KEY_CONFIG, KEY_DIGEST, KEY_ERROR, KEY_FETCHED_AT, KEY_REVISION,
+    secret_name,
 };
 
 use kube::Client;
@@ -26,6 +27,9 @@ pub struct Running {
     pub fetched_at: String,
     /// The applied revision the agent reported, if any.
     pub revision: Option<String>,
+    /// The configuration the agent's own record holds as last applied (secret values
+    /// included): what the next Merge removes paths of.
+    pub applied_config: Option<String>,
 }
 
 /// Asks the operator for `target`'s running configuration and waits at most `wait.timeout`.
@@ -54,5 +58,6 @@ pub async fn running_config(client: &Client, ns: &str, target: &str, wait: Wait)
         digest: value(KEY_DIGEST).unwrap_or_default(),
         fetched_at: value(KEY_FETCHED_AT).unwrap_or_default(),
         revision: value(KEY_REVISION).filter(|r| !r.is_empty()),
+        applied_config: value(KEY_APPLIED_CONFIG).filter(|c| !c.is_empty()),
     })
 }

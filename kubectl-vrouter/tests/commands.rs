@@ -757,3 +757,31 @@ async fn diff_times_out_clearly_and_withdraws_its_request() {
         json!({"metadata": {"resourceVersion": "78", "annotations": {"vrouter.kojuro.date/running-request": null}}})
     );
 }
+
+/// The agent's own record (carried by the live answer) is the previous revision, as the agent
+/// itself will use it: a path it applied that the operator's copy lacks is removed.
+#[tokio::test]
+async fn diff_takes_the_previous_revision_from_the_agents_record() {
+    let agents = APPLIED_R1.replace(
+        "    ethernet eth0 {\n        description \"old\"\n    }\n",
+        "    ethernet eth0 {\n        description \"old\"\n    }\n    ethernet eth1 {\n        description \"by hand\"\n    }\n",
+    );
+    assert_ne!(agents, APPLIED_R1);
+    let mut calls = diff_calls_until_asked();
+    calls.extend([
+        call("GET", RUNNING_SECRET, Answer::Status(404)),
+        call(
+            "GET",
+            RUNNING_SECRET,
+            running_answer(json!({"config": b64(RUNNING_R1), "digest": b64("d-42"),
+                "fetched-at": b64("2025-06-15T15:06:00Z"), "revision": b64("aaaa000011112222"),
+                "applied-config": b64(&agents)})),
+        ),
+        call("GET", TARGET, target_r1()),
+        call("DELETE", format!("{RUNNING_SECRET}?"), deleted()),
+    ]);
+    let (client, api) = mock(calls);
+    let d = diff::diff_target(&client, "net", "r1", live_wait(Duration::from_secs(30))).await.unwrap();
+    api.await.unwrap();
+    assert!(d.commands.contains(&"delete interfaces ethernet eth1".to_owned()), "{:?}", d.commands);
+}

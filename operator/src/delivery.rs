@@ -4,7 +4,8 @@
 //! composed revision; one worker per router delivers it through the agent hub when the agent is
 //! connected (and again whenever it reconnects), records what was applied in an
 //! [`AppliedStore`] (so Merge removals are computed from what the router really received, even
-//! across operator restarts), retries failures with exponential backoff, and re-applies on
+//! across operator restarts, for routers without an agent of their own record: see
+//! [`AppliedStore::note`]), retries failures with exponential backoff, and re-applies on
 //! drift when the target's policy says so. Every state change is sent as a [`DeliveryEvent`]
 //! for the status writers. QGA delivery slots in here as a second path of the worker.
 
@@ -92,6 +93,14 @@ pub trait AppliedStore: Send + Sync {
     async fn load(&self, id: &RouterId) -> Result<Option<AppliedRecord>, String>;
     /// Replaces the record of a router.
     async fn save(&self, id: &RouterId, record: &AppliedRecord) -> Result<(), String>;
+    /// Records what a router's agent applied. The agent keeps its own durable record, which is
+    /// the truth for every later delivery through an agent (the operator's copy only stands in
+    /// when the agent has none), so a store may keep this one in memory for the process's
+    /// lifetime instead of writing it (the Kubernetes store does: one API write less per
+    /// router and revision). By default it is saved like any record.
+    async fn note(&self, id: &RouterId, record: &AppliedRecord) -> Result<(), String> {
+        self.save(id, record).await
+    }
 }
 
 /// An in-memory store (tests).
@@ -544,7 +553,8 @@ impl WorkerRun {
                     ApplyOutcome::Applied | ApplyOutcome::NoChange => {
                         let record =
                             AppliedRecord { revision: d.revision.clone(), config: d.config.clone(), at: unix_now() };
-                        if let Err(e) = store.save(&self.id, &record).await {
+                        // The agent recorded it too, durably: its record is the one that counts.
+                        if let Err(e) = store.note(&self.id, &record).await {
                             // Delivered, but the next Merge may miss removals: say so.
                             tracing::error!(router = %self.id, error = %e, "cannot record the applied revision");
                         }
@@ -753,7 +763,14 @@ impl WorkerRun {
         match result {
             Ok(r) if r.outcome == "Applied" || r.outcome == "NoChange" => {
                 let record = AppliedRecord { revision: d.revision.clone(), config: d.config.clone(), at: unix_now() };
-                if let Err(e) = self.engine.store.save(&self.id, &record).await {
+                // `vrouter-agent apply` records it on the router; the apply script does not, so
+                // the operator's record is then the only one and must be durable.
+                let recorded = if r.via == "agent" {
+                    self.engine.store.note(&self.id, &record).await
+                } else {
+                    self.engine.store.save(&self.id, &record).await
+                };
+                if let Err(e) = recorded {
                     tracing::error!(router = %self.id, error = %e, "cannot record the applied revision");
                 }
                 qga.applied_boot = probe.boot_id.clone();

@@ -5,7 +5,8 @@
 //! target reconcile sees it and, when the router's agent is connected, fetches the running
 //! configuration over the agent stream (at most [`FETCH_TIMEOUT`]) into the Secret
 //! [`secret_name`] (same namespace, owned by the target, keys [`KEY_CONFIG`], [`KEY_DIGEST`],
-//! [`KEY_REQUEST_ID`], [`KEY_FETCHED_AT`] and, when the agent reported one, [`KEY_REVISION`]).
+//! [`KEY_REQUEST_ID`], [`KEY_FETCHED_AT`] and, when the agent reported them, [`KEY_REVISION`] and
+//! [`KEY_APPLIED_CONFIG`]).
 //! When it cannot (agent not connected, no answer, the agent's own error) the Secret carries
 //! [`KEY_ERROR`] instead, so the plugin does not wait in vain. Then the annotation goes; the
 //! plugin reads the Secret carrying its request id and deletes it.
@@ -39,6 +40,9 @@ pub const KEY_DIGEST: &str = "digest";
 pub const KEY_FETCHED_AT: &str = "fetched-at";
 /// Secret key (optional): the applied revision the agent reported.
 pub const KEY_REVISION: &str = "revision";
+/// Secret key: the configuration the agent's record holds as last applied (what Merge removes
+/// paths of; set when the agent has a record).
+pub const KEY_APPLIED_CONFIG: &str = "applied-config";
 /// Secret key: why there is no configuration (set instead of [`KEY_CONFIG`]).
 pub const KEY_ERROR: &str = "error";
 /// Longest wait for the agent's answer.
@@ -119,6 +123,9 @@ where
                 Ok((running, revision)) => {
                     data.insert(KEY_CONFIG.to_owned(), running.config);
                     data.insert(KEY_DIGEST.to_owned(), running.digest);
+                    if !running.applied_config.is_empty() {
+                        data.insert(KEY_APPLIED_CONFIG.to_owned(), running.applied_config);
+                    }
                     if let Some(r) = revision.filter(|r| !r.id.is_empty()) {
                         data.insert(KEY_REVISION.to_owned(), r.id);
                     }

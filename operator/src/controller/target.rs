@@ -86,7 +86,9 @@ pub fn config_target(c: &VRouterConfig) -> Option<ObjectRef<VRouterTarget>> {
 }
 
 /// Applied records as ConfigMaps `vrouter-applied-<target>` owned by their target (deleted with
-/// it). They hold secret placeholders only.
+/// it). They hold secret placeholders only. Written for deliveries the router keeps no record
+/// of (the guest-agent apply script); what an agent applied is only noted in memory
+/// ([`AppliedStore::note`]): the agent's own record is the durable one.
 ///
 /// Records are kept in memory once read or written: the leader is their only writer, and a
 /// store lives for one leadership term (a new term reads them again), so a delivery costs no
@@ -133,6 +135,11 @@ impl AppliedStore for ConfigMapStore {
         });
         self.remember(id, record.clone());
         Ok(record)
+    }
+
+    async fn note(&self, id: &RouterId, record: &AppliedRecord) -> Result<(), String> {
+        self.remember(id, Some(record.clone()));
+        Ok(())
     }
 
     async fn save(&self, id: &RouterId, record: &AppliedRecord) -> Result<(), String> {

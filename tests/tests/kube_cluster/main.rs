@@ -512,6 +512,10 @@ async fn the_chart_runs_the_quick_start_with_its_own_service_account() {
     assert!(status.contains("branch-2"), "{status}");
     let diff = vrouter(&["diff", "hub"]);
     assert!(diff.contains("against the running configuration"), "{diff}");
+    // No applied-record ConfigMap for an agent's router: --from-applied plans from the revision
+    // the target reports applied, rendered again.
+    let from_applied = vrouter(&["diff", "hub", "--from-applied"]);
+    assert!(from_applied.contains("against the last applied revision"), "{from_applied}");
 
     // An operator restart (SIGKILL) keeps the CA in its Secret and every router's identity: the
     // routers reconnect with their certificates, nothing re-enrolls, nothing is committed again.
@@ -598,6 +602,12 @@ async fn the_chart_runs_the_quick_start_with_its_own_service_account() {
         || format!("{}\n{}", routers.active("branch-1"), op_log()),
     )
     .await;
+
+    // Every revision went through the agents, which keep their own durable records: the
+    // operator wrote no applied-record ConfigMap (one API write less per router and revision).
+    let records =
+        cluster.must(&["-n", ROUTERS, "get", "configmaps", "-l", "vrouter.kojuro.date/target", "-o", "name"], None);
+    assert!(records.trim().is_empty(), "applied records written for agent deliveries: {records}");
 
     // Real RBAC judged every call: no 403 in the operator's log; least privilege.
     let log = op_log();
